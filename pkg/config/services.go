@@ -1,0 +1,47 @@
+package config
+
+// The per-binary configurations. Each binary parses one of these with kong;
+// the deployment artifacts are tested against their env names.
+
+// Ports each binary listens on by default.
+const (
+	IngestAddr     = ":8080"
+	QueryAddr      = ":8081"
+	WorkerAddr     = ":8082"
+	AggregatorAddr = ":8080"
+)
+
+// Aggregator is the all-in-one binary: ingest, processing and query in one
+// process over SQLite.
+type Aggregator struct {
+	HTTP    `embed:""`
+	Limits  `embed:""`
+	Log     `embed:""`
+	DataDir string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
+}
+
+// Ingest accepts events over HTTP and produces them to Kafka.
+type Ingest struct {
+	HTTP   `embed:""`
+	Limits `embed:""`
+	Log    `embed:""`
+	Kafka  `embed:""`
+}
+
+// Worker consumes events from Kafka, claims them in Redis and stores them in
+// Postgres. Its HTTP server serves probes and metrics only.
+type Worker struct {
+	HTTP     `embed:""`
+	Log      `embed:""`
+	Kafka    `embed:""`
+	Consumer `embed:""`
+	Postgres `embed:""`
+	Redis    `embed:""`
+}
+
+// Query serves the stored events and counters from Postgres.
+type Query struct {
+	HTTP     `embed:""`
+	Log      `embed:""`
+	Postgres `embed:""`
+}
