@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // Setting is one configurable value as the environment sees it.
@@ -64,6 +65,9 @@ func LogAttrs(cfg any) []slog.Attr {
 	var attrs []slog.Attr
 	for _, s := range Settings(cfg) {
 		v := s.Value
+		if d, ok := v.(time.Duration); ok {
+			v = d.String()
+		}
 		if s.Secret {
 			v = mask(v)
 		}

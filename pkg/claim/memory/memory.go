@@ -1,0 +1,102 @@
+// Package memory is the in-process Claimer of the all-in-one mode: the same
+// lease protocol as Redis, held in a bounded map.
+package memory
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+)
+
+// Claimer remembers at most Capacity keys; the oldest are forgotten first.
+// Forgetting is safe: the store still rejects a duplicate, only slower.
+type Claimer struct {
+	owner       string
+	leaseTTL    time.Duration
+	dedupWindow time.Duration
+	capacity    int
+	now         func() time.Time
+
+	mu    sync.Mutex
+	items map[event.Key]entry
+	order []event.Key // insertion order, a ring of at most capacity keys
+	head  int
+}
+
+type entry struct {
+	owner   string // "" when done
+	expires time.Time
+}
+
+// New returns a Claimer for one owner.
+func New(owner string, leaseTTL, dedupWindow time.Duration, capacity int) *Claimer {
+	return &Claimer{
+		owner: owner, leaseTTL: leaseTTL, dedupWindow: dedupWindow, capacity: capacity,
+		now: time.Now, items: make(map[event.Key]entry),
+	}
+}
+
+// Claim leases each key that is neither done nor leased by another owner.
+func (c *Claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
+	now := c.now()
+	out := make([]process.Claim, len(keys))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, k := range keys {
+		e, ok := c.items[k]
+		switch {
+		case ok && now.Before(e.expires) && e.owner == "":
+			out[i] = process.Done
+		case ok && now.Before(e.expires) && e.owner != c.owner:
+			out[i] = process.Leased
+		default:
+			c.put(k, entry{owner: c.owner, expires: now.Add(c.leaseTTL)}, ok)
+			out[i] = process.Owned
+		}
+	}
+	return out, nil
+}
+
+// MarkDone records keys as stored for the dedup window.
+func (c *Claimer) MarkDone(_ context.Context, keys []event.Key) error {
+	exp := c.now().Add(c.dedupWindow)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		_, ok := c.items[k]
+		c.put(k, entry{expires: exp}, ok)
+	}
+	return nil
+}
+
+// Flush forgets everything, as a Redis FLUSHALL would.
+func (c *Claimer) Flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.items)
+	c.order, c.head = c.order[:0], 0
+}
+
+// Len is the number of remembered keys.
+func (c *Claimer) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items)
+}
+
+func (c *Claimer) put(k event.Key, e entry, exists bool) {
+	c.items[k] = e
+	if exists {
+		return
+	}
+	if len(c.order) < c.capacity {
+		c.order = append(c.order, k)
+		return
+	}
+	delete(c.items, c.order[c.head])
+	c.order[c.head] = k
+	c.head = (c.head + 1) % c.capacity
+}

@@ -1,0 +1,115 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+)
+
+// Metrics are the Prometheus metrics of one process. Labels are bounded:
+// route patterns and status codes, never topics or event ids.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+	accepted     prometheus.Counter
+	batches      prometheus.Counter
+	batchSize    prometheus.Histogram
+	unique       prometheus.Counter
+	duplicates   prometheus.Counter
+	claimErrors  prometheus.Counter
+}
+
+// NewMetrics registers the process's metrics in a fresh registry, with the Go
+// runtime and process collectors.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &Metrics{Registry: reg}
+	m.httpRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "aggregator_http_requests_total", Help: "HTTP requests by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	m.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "aggregator_http_request_duration_seconds", Help: "HTTP request duration by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route", "method"})
+	m.accepted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_events_accepted_total", Help: "Events acknowledged to publishers (202).",
+	})
+	m.batches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_batches_processed_total", Help: "Batches committed by the processing core.",
+	})
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "aggregator_batch_size_events", Help: "Events per processed batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+	})
+	m.unique = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_events_unique_total", Help: "Events stored for the first time.",
+	})
+	m.duplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_events_duplicate_total", Help: "Events dropped as duplicates.",
+	})
+	m.claimErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_claim_errors_total", Help: "Batches whose claim failed and went through the store alone.",
+	})
+	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.accepted, m.batches,
+		m.batchSize, m.unique, m.duplicates, m.claimErrors} {
+		f(c)
+	}
+	return m
+}
+
+// Handler serves the exposition.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Accepted counts acknowledged events (an ingest.Observer).
+func (m *Metrics) Accepted(_ context.Context, n int) { m.accepted.Add(float64(n)) }
+
+// Processed counts a processed batch (a process.Observer).
+func (m *Metrics) Processed(_ context.Context, r process.Result, claimErr error) {
+	m.batches.Inc()
+	m.batchSize.Observe(float64(r.Received))
+	m.unique.Add(float64(r.Unique))
+	m.duplicates.Add(float64(r.Duplicates))
+	if claimErr != nil {
+		m.claimErrors.Inc()
+	}
+}
+
+// Middleware records each request under the route pattern the mux matched.
+func (m *Metrics) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern // set by http.ServeMux while routing
+		if route == "" {
+			route = "unmatched"
+		}
+		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
+		m.httpDuration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

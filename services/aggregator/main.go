@@ -1,0 +1,122 @@
+// Command aggregator is the all-in-one Event Aggregator: the publish handler,
+// the processing core and the read handlers in one process over SQLite.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/event-aggregator/event-aggregator/pkg/api"
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/bus/local"
+	"github.com/event-aggregator/event-aggregator/pkg/claim/memory"
+	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/health"
+	"github.com/event-aggregator/event-aggregator/pkg/ingest"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/query"
+	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/store/sqlite"
+	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	config.Aggregator
+	Serve       struct{} `cmd:"" default:"1" help:"Serve the API (the default)."`
+	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
+}
+
+// Sizes of the in-process pipeline.
+const (
+	claimCapacity = 1 << 20 // keys the in-memory claimer remembers
+	queueRequests = 4096    // publish requests waiting for the committer
+	maxCommit     = 20_000  // events in one SQLite transaction
+)
+
+// run parses args, then serves until ctx ends. ready, when not nil, gets the
+// bound address (tests listen on port 0).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(net.Addr)) error {
+	var c cli
+	exit := -1
+	parser, err := kong.New(&c,
+		kong.Name("aggregator"),
+		kong.Description("All-in-one Event Aggregator: publish, dedup and query events in one process over SQLite."),
+		kong.Vars{"http_addr": config.AggregatorAddr},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }),
+	)
+	if err != nil {
+		return fmt.Errorf("flags: %w", err)
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 { // --help
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("flags: %w", err)
+	}
+	if kctx.Command() == "healthcheck" {
+		return server.Healthcheck(ctx, c.Addr)
+	}
+	return serve(ctx, &c.Aggregator, stderr, ready)
+}
+
+func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) error {
+	started := time.Now()
+	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	if err != nil {
+		return err
+	}
+	log.Info("starting aggregator", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+
+	metrics := telemetry.NewMetrics()
+	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, claimCapacity)
+	proc := process.New(claimer, store, log, metrics)
+	bus := local.New(proc, queueRequests, maxCommit)
+
+	publish := ingest.New(bus, ingest.Options{
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
+		Timeout:      cfg.PublishTimeout,
+	}, log, metrics)
+	h := api.Handler(api.Routes{
+		Publish: publish,
+		Query:   query.New(store, started, log),
+		Ready:   health.Ready(2*time.Second, map[string]health.Check{"sqlite": store.Ping}),
+		Metrics: metrics.Handler(),
+		Keys:    auth.NewKeys(cfg.APIKeys),
+		Wrap:    metrics.Middleware,
+	})
+	err = server.Serve(ctx, cfg.Addr, h, log, ready)
+	// The server has stopped sending requests: commit what is queued.
+	bus.Close()
+	log.Info("stopped", "uptime", time.Since(started).String())
+	return err
+}
