@@ -241,4 +241,3 @@ func (s *Store) Rows(ctx context.Context) (int64, error) {
 	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`).Scan(&n)
 	return n, err
 }
-
