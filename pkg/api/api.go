@@ -29,32 +29,64 @@ type Routes struct {
 	Wrap func(http.Handler) http.Handler
 }
 
+// Endpoint is one method and path of the API.
+type Endpoint struct{ Method, Path string }
+
+// Endpoints lists every endpoint a binary may serve, in the order of
+// DESIGN.md §4; the OpenAPI document is tested against it.
+func Endpoints() []Endpoint {
+	var out []Endpoint
+	for _, r := range table(Routes{}) {
+		out = append(out, Endpoint{r.method, r.path})
+	}
+	return out
+}
+
+type route struct {
+	method, path string
+	h            http.Handler // nil when the binary does not serve it
+	protected    bool
+}
+
+func table(rt Routes) []route {
+	var events, stats, topics http.Handler
+	if q := rt.Query; q != nil {
+		events, stats, topics = http.HandlerFunc(q.Events), http.HandlerFunc(q.Stats), http.HandlerFunc(q.Topics)
+	}
+	return []route{
+		{"POST", "/publish", rt.Publish, true},
+		{"GET", "/events", events, true},
+		{"GET", "/stats", stats, true},
+		{"GET", "/topics", topics, true},
+		{"GET", "/healthz", health.Live(), false},
+		{"GET", "/readyz", rt.Ready, false},
+		{"GET", "/metrics", rt.Metrics, false},
+		{"GET", "/openapi.json", http.HandlerFunc(serveOpenAPI), false},
+	}
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}
+
 // Handler returns the mux of a binary.
 func Handler(rt Routes) http.Handler {
-	mux := http.NewServeMux()
 	keys := rt.Keys
 	if keys == nil {
 		keys = auth.NewKeys(nil)
 	}
-	if rt.Publish != nil {
-		mux.Handle("POST /publish", keys.Require(rt.Publish))
+	mux := http.NewServeMux()
+	for _, r := range table(rt) {
+		if r.h == nil {
+			continue
+		}
+		h := r.h
+		if r.protected {
+			h = keys.Require(h)
+		}
+		mux.Handle(r.method+" "+r.path, h)
 	}
-	if q := rt.Query; q != nil {
-		mux.Handle("GET /events", keys.Require(http.HandlerFunc(q.Events)))
-		mux.Handle("GET /stats", keys.Require(http.HandlerFunc(q.Stats)))
-		mux.Handle("GET /topics", keys.Require(http.HandlerFunc(q.Topics)))
-	}
-	mux.Handle("GET /healthz", health.Live())
-	if rt.Ready != nil {
-		mux.Handle("GET /readyz", rt.Ready)
-	}
-	if rt.Metrics != nil {
-		mux.Handle("GET /metrics", rt.Metrics)
-	}
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openAPI)
-	})
 	var h http.Handler = mux
 	if rt.Wrap != nil {
 		h = rt.Wrap(h)

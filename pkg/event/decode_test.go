@@ -1,0 +1,185 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `{"topic":"orders","event_id":"e-1","timestamp":"2026-11-25T10:00:00Z","source":"shop-1","payload":{"n":1}}`
+
+func TestDecodeShapes(t *testing.T) {
+	second := strings.Replace(good, `"e-1"`, `"e-2"`, 1)
+	cases := []struct {
+		name string
+		body string
+		f    Format
+		want []string // event ids
+	}{
+		{"object", good, JSON, []string{"e-1"}},
+		{"array", "[" + good + "," + second + "]", JSON, []string{"e-1", "e-2"}},
+		{"envelope", `{"events":[` + good + "," + second + "]}", JSON, []string{"e-1", "e-2"}},
+		{"ndjson", good + "\n\n" + second + "\n", NDJSON, []string{"e-1", "e-2"}},
+		{"ndjson crlf", good + "\r\n" + second, NDJSON, []string{"e-1", "e-2"}},
+		{"empty array", "[]", JSON, nil},
+		{"whitespace around", " \n\t" + good + "\n ", JSON, []string{"e-1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Decode([]byte(c.body), c.f, DefaultLimits)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("got %d events, want %d", len(got), len(c.want))
+			}
+			for i, id := range c.want {
+				if got[i].EventID != id {
+					t.Errorf("event %d: id %q, want %q", i, got[i].EventID, id)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeFields(t *testing.T) {
+	got, err := Decode([]byte(`{"topic":"t","event_id":"x","timestamp":"2026-11-25T12:00:00.123456789+02:00","source":"s","extra":[1,2]}`), JSON, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := got[0]
+	want := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	if !e.Timestamp.Equal(want) || e.Timestamp.Location() != time.UTC {
+		t.Errorf("timestamp %v, want %v in UTC", e.Timestamp, want)
+	}
+	if string(e.Payload) != "{}" {
+		t.Errorf("absent payload = %s, want {}", e.Payload)
+	}
+	local, err := ParseTime("2026-11-25T10:00:00")
+	if err != nil || !local.Equal(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("zone-less time = %v, %v; want it read as UTC", local, err)
+	}
+}
+
+// TestDecodeRules is the table of every rule of DESIGN.md §4 and the error
+// class it maps to.
+func TestDecodeRules(t *testing.T) {
+	ev := func(mutate func(m map[string]any)) string {
+		m := map[string]any{}
+		_ = json.Unmarshal([]byte(good), &m)
+		mutate(m)
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	long := strings.Repeat("a", MaxNameBytes+1)
+	type class int
+	const (
+		syntax class = iota
+		invalid
+		tooMany
+	)
+	cases := []struct {
+		name  string
+		body  string
+		f     Format
+		class class
+		field string // for invalid: the first field reported
+	}{
+		{"not json", `{"topic":`, JSON, syntax, ""},
+		{"empty body", ``, JSON, syntax, ""},
+		{"scalar body", `42`, JSON, syntax, ""},
+		{"trailing garbage", "[" + good + "] x", JSON, syntax, ""},
+		{"invalid utf-8", "[{\"topic\":\"\xff\"}]", JSON, syntax, ""},
+		{"events not array", `{"events":{}}`, JSON, syntax, ""},
+		{"ndjson garbage line", good + "\nnot json", NDJSON, syntax, ""},
+		{"ndjson array line", "[" + good + "]", NDJSON, syntax, ""},
+		{"deep nesting", "[" + strings.Repeat(`{"a":`, 20000) + strings.Repeat("}", 20000) + "]", JSON, syntax, ""},
+		{"missing topic", ev(func(m map[string]any) { delete(m, "topic") }), JSON, invalid, "topic"},
+		{"empty event_id", ev(func(m map[string]any) { m["event_id"] = "" }), JSON, invalid, "event_id"},
+		{"long source", ev(func(m map[string]any) { m["source"] = long }), JSON, invalid, "source"},
+		{"control char", ev(func(m map[string]any) { m["topic"] = "a\x00b" }), JSON, invalid, "topic"},
+		{"c1 control char", ev(func(m map[string]any) { m["event_id"] = "a\u0085b" }), JSON, invalid, "event_id"},
+		{"numeric id", ev(func(m map[string]any) { m["event_id"] = 7 }), JSON, invalid, "event_id"},
+		{"bad timestamp", ev(func(m map[string]any) { m["timestamp"] = "yesterday" }), JSON, invalid, "timestamp"},
+		{"missing timestamp", ev(func(m map[string]any) { delete(m, "timestamp") }), JSON, invalid, "timestamp"},
+		{"payload array", ev(func(m map[string]any) { m["payload"] = []int{1} }), JSON, invalid, "payload"},
+		{"payload string", ev(func(m map[string]any) { m["payload"] = "x" }), JSON, invalid, "payload"},
+		{"array element not object", "[" + good + ",3]", JSON, invalid, ""},
+		{"ndjson bad field", good + "\n" + ev(func(m map[string]any) { m["source"] = "" }), NDJSON, invalid, "source"},
+		{"too many", "[" + strings.Repeat(good+",", 10) + good + "]", JSON, tooMany, ""},
+		{"too many ndjson", strings.Repeat(good+"\n", 11), NDJSON, tooMany, ""},
+	}
+	lim := Limits{MaxEvents: 10, MaxPayloadBytes: 1 << 10}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Decode([]byte(c.body), c.f, lim)
+			if err == nil {
+				t.Fatalf("Decode accepted %d events; want an error", len(got))
+			}
+			var (
+				se *SyntaxError
+				ve *ValidationError
+				te *TooManyError
+			)
+			switch c.class {
+			case syntax:
+				if !errors.As(err, &se) {
+					t.Fatalf("err = %v (%T), want *SyntaxError", err, err)
+				}
+			case tooMany:
+				if !errors.As(err, &te) {
+					t.Fatalf("err = %v (%T), want *TooManyError", err, err)
+				}
+			case invalid:
+				if !errors.As(err, &ve) {
+					t.Fatalf("err = %v (%T), want *ValidationError", err, err)
+				}
+				if ve.Errors[0].Field != c.field {
+					t.Errorf("field = %q, want %q (%v)", ve.Errors[0].Field, c.field, ve.Errors)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeReportsEveryBadItem(t *testing.T) {
+	body := `[` + good + `,{"topic":"","event_id":5,"timestamp":"x","source":"s"},` + good + `,{"topic":"t"}]`
+	_, err := Decode([]byte(body), JSON, DefaultLimits)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v, want *ValidationError", err)
+	}
+	got := map[string]bool{}
+	for _, fe := range ve.Errors {
+		got[fmt.Sprintf("%d.%s", fe.Index, fe.Field)] = true
+	}
+	for _, want := range []string{"1.event_id", "1.topic", "1.timestamp", "3.event_id", "3.timestamp", "3.source"} {
+		if !got[want] {
+			t.Errorf("missing error %s in %v", want, ve.Errors)
+		}
+	}
+	if got["0.topic"] || got["2.topic"] {
+		t.Errorf("valid items reported: %v", ve.Errors)
+	}
+}
+
+func TestPayloadLimit(t *testing.T) {
+	big := `{"topic":"t","event_id":"x","timestamp":"2026-11-25T10:00:00Z","source":"s","payload":{"b":"` + strings.Repeat("x", 300) + `"}}`
+	if _, err := Decode([]byte(big), JSON, Limits{MaxEvents: 1, MaxPayloadBytes: 200}); err == nil {
+		t.Fatal("payload over the limit accepted")
+	}
+	if _, err := Decode([]byte(big), JSON, Limits{MaxEvents: 1, MaxPayloadBytes: 400}); err != nil {
+		t.Fatalf("payload under the limit refused: %v", err)
+	}
+}
+
+func TestKeyStringUnambiguous(t *testing.T) {
+	a := Key{Topic: "a/b", EventID: "c"}
+	b := Key{Topic: "a", EventID: "b/c"}
+	if a.String() == b.String() {
+		t.Fatalf("keys %v and %v share the string %q", a, b, a.String())
+	}
+}
