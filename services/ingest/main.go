@@ -1,0 +1,96 @@
+// Command ingest accepts events over HTTP and produces them to Kafka. It
+// answers 202 only once every in-sync replica has the events.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/api"
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/bus/kafka"
+	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/health"
+	"github.com/event-aggregator/event-aggregator/pkg/ingest"
+	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	config.Ingest
+	Serve       struct{} `cmd:"" default:"1" help:"Accept events and produce them to Kafka (the default)."`
+	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c cli
+	cmd, done, err := config.Parse(&c, args, "ingest",
+		"Event Aggregator ingest: POST /publish → Kafka.", config.IngestAddr, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	if cmd == "healthcheck" {
+		return server.Healthcheck(ctx, c.Addr)
+	}
+	return serve(ctx, &c.Ingest, stderr)
+}
+
+func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) error {
+	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	if err != nil {
+		return err
+	}
+	log.Info("starting ingest", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = kafka.AwaitTopics(tctx, cfg.Brokers, log,
+		kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor)...)
+	cancel()
+	if err != nil {
+		return err
+	}
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{
+		Brokers:      cfg.Brokers,
+		Topic:        cfg.Topic,
+		BatchTimeout: cfg.BatchTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("kafka producer: %w", err)
+	}
+	metrics := telemetry.NewMetrics()
+	h := api.Handler(api.Routes{
+		Publish: ingest.New(producer, ingest.Options{
+			MaxBodyBytes: cfg.MaxBodyBytes,
+			Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
+			Timeout:      cfg.PublishTimeout,
+		}, log, metrics),
+		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": kafka.Reachable(cfg.Brokers)}),
+		Metrics: metrics.Handler(),
+		Keys:    auth.NewKeys(cfg.APIKeys),
+		Wrap:    metrics.Middleware,
+	})
+	err = server.Serve(ctx, cfg.Addr, h, log, nil)
+	// No request is in flight any more: flush what the writer holds.
+	if cerr := producer.Close(); cerr != nil {
+		log.Error("closing the producer", "err", cerr)
+	}
+	log.Info("stopped")
+	return err
+}

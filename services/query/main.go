@@ -1,0 +1,102 @@
+// Command query serves the stored events and the exact counters from
+// Postgres: GET /events, /stats and /topics.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/api"
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/health"
+	"github.com/event-aggregator/event-aggregator/pkg/query"
+	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
+	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "query:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	config.Query
+	Serve       struct{} `cmd:"" default:"1" help:"Serve the read API (the default)."`
+	Migrate     struct{} `cmd:"" help:"Apply the Postgres schema migrations and exit."`
+	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c cli
+	cmd, done, err := config.Parse(&c, args, "query",
+		"Event Aggregator query: events and counters from Postgres.", config.QueryAddr, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	switch cmd {
+	case "healthcheck":
+		return server.Healthcheck(ctx, c.Addr)
+	case "migrate":
+		return migrate(ctx, &c.Postgres)
+	}
+	return serve(ctx, &c.Query, stderr)
+}
+
+func migrate(ctx context.Context, cfg *config.Postgres) error {
+	store, err := postgres.Open(ctx, cfg.URL, 1)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return store.Migrate(ctx)
+}
+
+func serve(ctx context.Context, cfg *config.Query, logw io.Writer) error {
+	started := time.Now()
+	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	if err != nil {
+		return err
+	}
+	log.Info("starting query", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+
+	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = store.Await(actx, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if cfg.MigrateOnStart {
+		if err := store.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	metrics := telemetry.NewMetrics()
+	h := api.Handler(api.Routes{
+		Query:   query.New(store, started, log),
+		Ready:   health.Ready(2*time.Second, map[string]health.Check{"postgres": store.Ping}),
+		Metrics: metrics.Handler(),
+		Keys:    auth.NewKeys(cfg.APIKeys),
+		Wrap:    metrics.Middleware,
+	})
+	err = server.Serve(ctx, cfg.Addr, h, log, nil)
+	log.Info("stopped", "uptime", time.Since(started).String())
+	return err
+}

@@ -1,0 +1,158 @@
+// Command worker consumes events from Kafka, claims each in Redis and stores
+// it exactly once in Postgres, with its counters and consumed offsets in the
+// same transaction. Its HTTP server serves the probes and metrics.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/event-aggregator/event-aggregator/pkg/api"
+	"github.com/event-aggregator/event-aggregator/pkg/bus/kafka"
+	"github.com/event-aggregator/event-aggregator/pkg/claim/redis"
+	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/health"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
+	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	config.Worker
+	Serve       struct{} `cmd:"" default:"1" help:"Consume and store events (the default)."`
+	Migrate     struct{} `cmd:"" help:"Apply the Postgres schema migrations and exit."`
+	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c cli
+	cmd, done, err := config.Parse(&c, args, "worker",
+		"Event Aggregator worker: Kafka → Redis claim → Postgres.", config.WorkerAddr, stdout, stderr)
+	if err != nil || done {
+		return err
+	}
+	switch cmd {
+	case "healthcheck":
+		return server.Healthcheck(ctx, c.Addr)
+	case "migrate":
+		store, err := postgres.Open(ctx, c.Postgres.URL, 1)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return store.Migrate(ctx)
+	}
+	return serve(ctx, &c.Worker, stderr)
+}
+
+// batches adapts the processing core to the consumer: the Kafka partition
+// shards the counters, and the consumed range is recorded with the rows.
+type batches struct{ proc *process.Processor }
+
+func (b batches) HandleBatch(ctx context.Context, partition int, events []event.Event, off process.Offset) error {
+	_, err := b.proc.Process(ctx, events, partition, &off)
+	return err
+}
+
+func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) error {
+	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	if err != nil {
+		return err
+	}
+	log.Info("starting worker", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+
+	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = store.Await(wctx, log)
+	if err == nil && cfg.MigrateOnStart {
+		err = store.Migrate(wctx)
+	}
+	if err == nil {
+		err = kafka.AwaitTopics(wctx, cfg.Brokers, log,
+			kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor)...)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	metrics := telemetry.NewMetrics()
+	rdb, err := redis.NewClient(cfg.Redis.URL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	owner := workerID()
+	claimer := redis.New(rdb, owner, cfg.LeaseTTL, cfg.DedupWindow, redis.WithDegradedHook(func(degraded bool) {
+		// Redis is a shortcut: without it the store alone decides, slower.
+		if degraded {
+			log.Warn("redis unreachable: going on through postgres alone")
+		} else {
+			log.Info("redis back: claims take the fast path again")
+		}
+	}))
+	proc := process.New(claimer, store, log, metrics)
+	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers:     cfg.Brokers,
+		Topic:       cfg.Topic,
+		DLQTopic:    cfg.DLQTopic,
+		Group:       cfg.Group,
+		BatchSize:   cfg.BatchSize,
+		BatchLinger: cfg.BatchLinger,
+		Log:         log,
+	}, store, batches{proc})
+	if err != nil {
+		return err
+	}
+
+	h := api.Handler(api.Routes{
+		Ready: health.Ready(2*time.Second, map[string]health.Check{
+			"postgres": store.Ping,
+			"kafka":    kafka.Reachable(cfg.Brokers),
+		}),
+		Metrics: metrics.Handler(),
+		Wrap:    metrics.Middleware,
+	})
+	log.Info("worker ready", "owner", owner)
+	g, gctx := errgroup.WithContext(ctx)
+	// The consumer finishes its in-flight batches when ctx ends.
+	g.Go(func() error { return consumer.Run(gctx) })
+	g.Go(func() error { return server.Serve(gctx, cfg.Addr, h, log, nil) })
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// workerID names this worker in its Redis leases.
+func workerID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "worker"
+	}
+	return host + "-" + strconv.Itoa(os.Getpid())
+}
