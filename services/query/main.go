@@ -50,18 +50,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "healthcheck":
 		return server.Healthcheck(ctx, c.Addr)
 	case "migrate":
-		return migrate(ctx, &c.Postgres)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		return postgres.MigrateWhenReady(ctx, c.Postgres.URL, slog.New(slog.NewJSONHandler(stderr, nil)))
 	}
 	return serve(ctx, &c.Query, stderr)
-}
-
-func migrate(ctx context.Context, cfg *config.Postgres) error {
-	store, err := postgres.Open(ctx, cfg.URL, 1)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	return store.Migrate(ctx)
 }
 
 func serve(ctx context.Context, cfg *config.Query, logw io.Writer) error {

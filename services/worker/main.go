@@ -56,12 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "healthcheck":
 		return server.Healthcheck(ctx, c.Addr)
 	case "migrate":
-		store, err := postgres.Open(ctx, c.Postgres.URL, 1)
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		return store.Migrate(ctx)
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		return postgres.MigrateWhenReady(ctx, c.Postgres.URL, slog.New(slog.NewJSONHandler(stderr, nil)))
 	}
 	return serve(ctx, &c.Worker, stderr)
 }

@@ -23,3 +23,21 @@ func (s *Store) Await(ctx context.Context, log *slog.Logger) error {
 		}
 	}
 }
+
+// MigrateWhenReady is the `migrate` subcommand of the binaries (a Helm hook
+// Job): wait for Postgres, apply the migrations, close.
+func MigrateWhenReady(ctx context.Context, url string, log *slog.Logger) error {
+	s, err := Open(ctx, url, 1)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Await(ctx, log); err != nil {
+		return err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	log.Info("migrations applied")
+	return nil
+}
