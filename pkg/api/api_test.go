@@ -17,8 +17,10 @@ import (
 
 type emptyReader struct{}
 
-func (emptyReader) Events(context.Context, string, int64, int) ([]event.Stored, error) { return nil, nil }
-func (emptyReader) Counts(context.Context) ([]event.Counts, error)                    { return nil, nil }
+func (emptyReader) Events(context.Context, string, int64, int) ([]event.Stored, error) {
+	return nil, nil
+}
+func (emptyReader) Counts(context.Context) ([]event.Counts, error) { return nil, nil }
 
 func full(keys *auth.Keys) http.Handler {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })

@@ -8,6 +8,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 )
@@ -83,21 +91,73 @@ type Processor struct {
 	store   Store
 	log     *slog.Logger
 	obs     Observer
+	stages  StageObserver
+	tracer  trace.Tracer
 }
 
-// Observer hears about each processed batch (metrics, traces). Optional.
+// Observer hears about each processed batch (metrics). Optional.
 type Observer interface {
 	Processed(ctx context.Context, r Result, claimErr error)
 }
 
-// New returns a Processor. claimer may be nil: the store alone then decides.
-func New(claimer Claimer, store Store, log *slog.Logger, obs Observer) *Processor {
-	return &Processor{claimer: claimer, store: store, log: log, obs: obs}
+// StageObserver hears how long the claimer and the store took for a batch.
+// An Observer that also implements it is told.
+type StageObserver interface {
+	ObserveClaim(d time.Duration)
+	ObserveMarkDone(d time.Duration)
+	ObserveStore(d time.Duration)
 }
+
+// Option configures a Processor.
+type Option func(*Processor)
+
+// WithTracerProvider traces every batch: a "process batch" span with
+// "claim", "persist" and "mark done" children.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(p *Processor) {
+		if tp != nil {
+			p.tracer = tp.Tracer("github.com/event-aggregator/event-aggregator/pkg/process")
+		}
+	}
+}
+
+// New returns a Processor. claimer may be nil: the store alone then decides.
+func New(claimer Claimer, store Store, log *slog.Logger, obs Observer, opts ...Option) *Processor {
+	p := &Processor{claimer: claimer, store: store, log: log, obs: obs,
+		tracer: noop.NewTracerProvider().Tracer("")}
+	p.stages, _ = obs.(StageObserver)
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+type linksKey struct{}
+
+// ContextWithLinks returns ctx carrying links for the batch span of a
+// Process call made with it: in the distributed mode, the producer context
+// of each record of the batch.
+func ContextWithLinks(ctx context.Context, links []trace.Link) context.Context {
+	return context.WithValue(ctx, linksKey{}, links)
+}
+
+// Why a duplicate was dropped; the debug log and the span events say it.
+const (
+	whyInBatch = "repeated in batch"
+	whyDone    = "already done"
+	whyStored  = "already stored"
+)
+
+// dropCounts counts a batch's duplicates by why they were dropped.
+type dropCounts struct{ inBatch, done, stored int }
 
 // Process stores events exactly once and counts every duplicate. On error
 // nothing was committed and the same events may be processed again.
-func (p *Processor) Process(ctx context.Context, events []event.Event, shard int, off *Offset) (Result, error) {
+func (p *Processor) Process(ctx context.Context, events []event.Event, shard int, off *Offset) (res Result, err error) {
+	ctx, span := p.startBatch(ctx, len(events), shard, off)
+	var drops dropCounts
+	defer func() { p.endBatch(span, res, drops, err) }()
+
 	b := &Batch{Shard: shard, Offset: off, Dropped: map[string]int{}}
 	keys := make([]event.Key, 0, len(events))
 	seen := make(map[event.Key]struct{}, len(events))
@@ -105,7 +165,8 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 		k := events[i].Key()
 		if _, dup := seen[k]; dup {
 			b.Dropped[k.Topic]++
-			p.dropped(ctx, k, "repeated in batch")
+			drops.inBatch++
+			p.dropped(ctx, k, whyInBatch)
 			continue
 		}
 		seen[k] = struct{}{}
@@ -115,7 +176,7 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 	candidates := keys
 	var claimErr error
 	if p.claimer != nil && len(keys) > 0 {
-		claims, err := p.claimer.Claim(ctx, keys)
+		claims, err := p.claim(ctx, keys)
 		if err != nil {
 			// Redis is a shortcut, not the judge: go on through the store.
 			claimErr = err
@@ -125,7 +186,8 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 			for i, c := range claims {
 				if c == Done {
 					b.Dropped[keys[i].Topic]++
-					p.dropped(ctx, keys[i], "already done")
+					drops.done++
+					p.dropped(ctx, keys[i], whyDone)
 					continue
 				}
 				candidates = append(candidates, keys[i])
@@ -146,16 +208,17 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 		}
 	}
 
-	persisted, err := p.store.Persist(ctx, b)
+	persisted, err := p.persist(ctx, b)
 	if err != nil {
 		return Result{}, fmt.Errorf("persist batch: %w", err)
 	}
-	res := Result{Received: len(events)}
+	res = Result{Received: len(events)}
 	for i, isNew := range persisted.New {
 		if isNew {
 			res.Unique++
 		} else {
-			p.dropped(ctx, b.Events[i].Key(), "already stored")
+			drops.stored++
+			p.dropped(ctx, b.Events[i].Key(), whyStored)
 		}
 	}
 	res.Duplicates = res.Received - res.Unique
@@ -163,14 +226,97 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 	if p.claimer != nil && claimErr == nil && len(candidates) > 0 {
 		// After the commit: remember the events so later copies skip the
 		// store. A failure costs speed only.
-		if err := p.claimer.MarkDone(ctx, candidates); err != nil {
+		if err := p.markDone(ctx, candidates); err != nil {
 			p.log.WarnContext(ctx, "mark done failed", "err", err)
 		}
 	}
 	if p.obs != nil {
 		p.obs.Processed(ctx, res, claimErr)
 	}
+	p.log.InfoContext(ctx, "batch processed", "received", res.Received, "unique", res.Unique,
+		"duplicates", res.Duplicates, "shard", shard, "claim_failed", claimErr != nil)
 	return res, nil
+}
+
+func (p *Processor) startBatch(ctx context.Context, n, shard int, off *Offset) (context.Context, trace.Span) {
+	links, _ := ctx.Value(linksKey{}).([]trace.Link)
+	kind := trace.SpanKindInternal
+	attrs := []attribute.KeyValue{semconv.MessagingBatchMessageCount(n), attribute.Int("aggregator.shard", shard)}
+	if off != nil {
+		// A batch of one Kafka partition: messaging conventions.
+		kind = trace.SpanKindConsumer
+		attrs = append(attrs, semconv.MessagingSystemKafka, semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(off.Topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(off.Partition)),
+			attribute.Int64("aggregator.kafka.offset.from", off.From),
+			attribute.Int64("aggregator.kafka.offset.next", off.Next))
+	}
+	return p.tracer.Start(ctx, "process batch", trace.WithSpanKind(kind),
+		trace.WithLinks(links...), trace.WithAttributes(attrs...))
+}
+
+func (p *Processor) endBatch(span trace.Span, res Result, drops dropCounts, err error) {
+	defer span.End()
+	if !span.IsRecording() {
+		return
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "batch not committed")
+		return
+	}
+	span.SetAttributes(attribute.Int("aggregator.batch.unique", res.Unique),
+		attribute.Int("aggregator.batch.duplicates", res.Duplicates))
+	for _, d := range []struct {
+		why string
+		n   int
+	}{{whyInBatch, drops.inBatch}, {whyDone, drops.done}, {whyStored, drops.stored}} {
+		if d.n > 0 {
+			span.AddEvent("duplicates dropped", trace.WithAttributes(
+				attribute.String("aggregator.duplicate.reason", d.why), attribute.Int("aggregator.duplicate.count", d.n)))
+		}
+	}
+}
+
+func (p *Processor) claim(ctx context.Context, keys []event.Key) ([]Claim, error) {
+	ctx, span := p.tracer.Start(ctx, "claim", trace.WithAttributes(attribute.Int("aggregator.keys", len(keys))))
+	start := time.Now()
+	claims, err := p.claimer.Claim(ctx, keys)
+	if p.stages != nil {
+		p.stages.ObserveClaim(time.Since(start))
+	}
+	endStage(span, err)
+	return claims, err
+}
+
+func (p *Processor) persist(ctx context.Context, b *Batch) (Persisted, error) {
+	ctx, span := p.tracer.Start(ctx, "persist", trace.WithAttributes(attribute.Int("aggregator.events", len(b.Events))))
+	start := time.Now()
+	persisted, err := p.store.Persist(ctx, b)
+	if p.stages != nil {
+		p.stages.ObserveStore(time.Since(start))
+	}
+	endStage(span, err)
+	return persisted, err
+}
+
+func (p *Processor) markDone(ctx context.Context, keys []event.Key) error {
+	ctx, span := p.tracer.Start(ctx, "mark done", trace.WithAttributes(attribute.Int("aggregator.keys", len(keys))))
+	start := time.Now()
+	err := p.claimer.MarkDone(ctx, keys)
+	if p.stages != nil {
+		p.stages.ObserveMarkDone(time.Since(start))
+	}
+	endStage(span, err)
+	return err
+}
+
+func endStage(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 func (p *Processor) dropped(ctx context.Context, k event.Key, why string) {

@@ -26,6 +26,14 @@ type Metrics struct {
 	unique       prometheus.Counter
 	duplicates   prometheus.Counter
 	claimErrors  prometheus.Counter
+
+	storePersist  prometheus.Observer
+	claimClaim    prometheus.Observer
+	claimMarkDone prometheus.Observer
+	redisDegraded prometheus.Gauge
+	lag           *prometheus.GaugeVec
+	produced      prometheus.Counter
+	deadLettered  prometheus.Counter
 }
 
 // NewMetrics registers the process's metrics in a fresh registry, with the Go
@@ -61,8 +69,35 @@ func NewMetrics() *Metrics {
 	m.claimErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aggregator_claim_errors_total", Help: "Batches whose claim failed and went through the store alone.",
 	})
+	// Store and claim calls take one batch each: from well under a
+	// millisecond (a cached claim) to seconds (a stalled database).
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	storeDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "aggregator_store_duration_seconds", Help: "Duration of one store call (a batch transaction) by operation.",
+		Buckets: latency,
+	}, []string{"op"})
+	claimDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "aggregator_claim_duration_seconds", Help: "Duration of one claimer call (a batch) by operation.",
+		Buckets: latency,
+	}, []string{"op"})
+	m.storePersist = storeDuration.WithLabelValues("persist")
+	m.claimClaim = claimDuration.WithLabelValues("claim")
+	m.claimMarkDone = claimDuration.WithLabelValues("mark_done")
+	m.redisDegraded = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "aggregator_redis_degraded", Help: "1 while Redis fails and the store alone decides what is new, else 0.",
+	})
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "aggregator_kafka_consumer_lag", Help: "Records of a partition not yet processed by this consumer.",
+	}, []string{"partition"})
+	m.produced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_events_produced_total", Help: "Events acknowledged by Kafka (all in-sync replicas).",
+	})
+	m.deadLettered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "aggregator_dlq_records_total", Help: "Kafka records sent to the dead-letter topic.",
+	})
 	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.accepted, m.batches,
-		m.batchSize, m.unique, m.duplicates, m.claimErrors} {
+		m.batchSize, m.unique, m.duplicates, m.claimErrors, storeDuration, claimDuration,
+		m.redisDegraded, m.lag, m.produced, m.deadLettered} {
 		f(c)
 	}
 	return m
@@ -76,7 +111,9 @@ func (m *Metrics) Handler() http.Handler {
 // Accepted counts acknowledged events (an ingest.Observer).
 func (m *Metrics) Accepted(_ context.Context, n int) { m.accepted.Add(float64(n)) }
 
-// Processed counts a processed batch (a process.Observer).
+// Processed counts a processed batch (a process.Observer). A batch whose
+// claim failed sets the Redis-degraded gauge, one whose claim worked clears
+// it.
 func (m *Metrics) Processed(_ context.Context, r process.Result, claimErr error) {
 	m.batches.Inc()
 	m.batchSize.Observe(float64(r.Received))
@@ -85,7 +122,61 @@ func (m *Metrics) Processed(_ context.Context, r process.Result, claimErr error)
 	if claimErr != nil {
 		m.claimErrors.Inc()
 	}
+	m.SetRedisDegraded(claimErr != nil)
 }
+
+// ObserveStore records the duration of one store transaction (a
+// process.StageObserver).
+func (m *Metrics) ObserveStore(d time.Duration) {
+	m.storePersist.Observe(d.Seconds())
+}
+
+// ObserveClaim records the duration of one claim call (a
+// process.StageObserver).
+func (m *Metrics) ObserveClaim(d time.Duration) {
+	m.claimClaim.Observe(d.Seconds())
+}
+
+// ObserveMarkDone records the duration of one "done" marking call (a
+// process.StageObserver).
+func (m *Metrics) ObserveMarkDone(d time.Duration) {
+	m.claimMarkDone.Observe(d.Seconds())
+}
+
+// SetRedisDegraded sets aggregator_redis_degraded to 1 (degraded) or 0.
+func (m *Metrics) SetRedisDegraded(degraded bool) {
+	v := 0.0
+	if degraded {
+		v = 1
+	}
+	m.redisDegraded.Set(v)
+}
+
+// SetLag sets the consumer lag of a partition.
+func (m *Metrics) SetLag(partition int, lag int64) {
+	m.lag.WithLabelValues(strconv.Itoa(partition)).Set(float64(lag))
+}
+
+// DeleteLag forgets a partition's lag once it moved to another consumer,
+// so the sum over consumers counts each partition once.
+func (m *Metrics) DeleteLag(partition int) {
+	m.lag.DeleteLabelValues(strconv.Itoa(partition))
+}
+
+// Produced counts events Kafka acknowledged.
+func (m *Metrics) Produced(n int) { m.produced.Add(float64(n)) }
+
+// Lag, Revoked and DeadLettered make Metrics the Kafka consumer's observer.
+// The worker reads one topic: the partition alone labels the lag.
+
+// Lag sets a partition's consumer lag.
+func (m *Metrics) Lag(_ string, partition int, lag int64) { m.SetLag(partition, lag) }
+
+// Revoked forgets a partition's lag.
+func (m *Metrics) Revoked(_ string, partition int) { m.DeleteLag(partition) }
+
+// DeadLettered counts records sent to the dead-letter topic.
+func (m *Metrics) DeadLettered(_ string, _ int, n int) { m.deadLettered.Add(float64(n)) }
 
 // Middleware records each request under the route pattern the mux matched.
 func (m *Metrics) Middleware(next http.Handler) http.Handler {

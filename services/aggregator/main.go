@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,13 +83,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	return serve(ctx, &c.Aggregator, stderr, ready)
 }
 
-func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) error {
+// shutdownTimeout bounds the flush of telemetry at exit.
+const shutdownTimeout = 5 * time.Second
+
+func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) (err error) {
 	started := time.Now()
 	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
 	if err != nil {
 		return err
 	}
 	log.Info("starting aggregator", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+
+	tracing, err := telemetry.SetupTracing(ctx, "aggregator", log)
+	if err != nil {
+		return fmt.Errorf("setup tracing: %w", err)
+	}
+	defer func() {
+		// Last: the spans of the final commits are flushed too.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		err = errors.Join(err, tracing.Shutdown(sctx))
+	}()
+	log.Info("tracing", "exporting", tracing.Exporting)
 
 	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"))
 	if err != nil {
@@ -98,7 +114,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 
 	metrics := telemetry.NewMetrics()
 	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, claimCapacity)
-	proc := process.New(claimer, store, log, metrics)
+	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	bus := local.New(proc, queueRequests, maxCommit)
 
 	publish := ingest.New(bus, ingest.Options{
@@ -112,7 +128,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"sqlite": store.Ping}),
 		Metrics: metrics.Handler(),
 		Keys:    auth.NewKeys(cfg.APIKeys),
-		Wrap:    metrics.Middleware,
+		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, ready)
 	// The server has stopped sending requests: commit what is queued.

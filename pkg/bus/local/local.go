@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 )
@@ -31,6 +33,7 @@ type Bus struct {
 
 type request struct {
 	events []event.Event
+	span   trace.SpanContext // the publish request's, for the batch span
 	result chan error
 }
 
@@ -50,7 +53,7 @@ func New(proc Processor, queue, maxBatch int) *Bus {
 // Publish returns once the events are committed, or with an error when the
 // queue stays full or the commit fails until ctx ends.
 func (b *Bus) Publish(ctx context.Context, events []event.Event) error {
-	r := &request{events: events, result: make(chan error, 1)}
+	r := &request{events: events, span: trace.SpanContextFromContext(ctx), result: make(chan error, 1)}
 	select {
 	case <-b.quit:
 		return ErrClosed
@@ -118,9 +121,30 @@ func (b *Bus) run() {
 func (b *Bus) commit(group []*request, events []event.Event) {
 	// The commit is not bound to any one request's context: once started it
 	// finishes, so an answer is never "failed" for events that were stored.
-	_, err := b.proc.Process(context.Background(), events, 0, nil)
+	_, err := b.proc.Process(batchContext(group), events, 0, nil)
 	for _, r := range group {
 		r.result <- err
 	}
 	clear(events) // drop references to request bodies
+}
+
+// batchContext carries the trace of the requests a batch commits: the first
+// traced request is the batch span's parent (its trace shows the commit),
+// the others are links. No request's cancellation comes along.
+func batchContext(group []*request) context.Context {
+	ctx := context.Background()
+	var links []trace.Link
+	for _, r := range group {
+		switch {
+		case !r.span.IsValid():
+		case !trace.SpanContextFromContext(ctx).IsValid():
+			ctx = trace.ContextWithSpanContext(ctx, r.span)
+		default:
+			links = append(links, trace.Link{SpanContext: r.span})
+		}
+	}
+	if len(links) > 0 {
+		ctx = process.ContextWithLinks(ctx, links)
+	}
+	return ctx
 }
