@@ -159,7 +159,10 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 	defer func() { p.endBatch(span, res, drops, err) }()
 
 	b := &Batch{Shard: shard, Offset: off, Dropped: map[string]int{}}
+	// firsts[i] is the index in events of the first copy of keys[i]: the
+	// first copy wins.
 	keys := make([]event.Key, 0, len(events))
+	firsts := make([]int, 0, len(events))
 	seen := make(map[event.Key]struct{}, len(events))
 	for i := range events {
 		k := events[i].Key()
@@ -171,41 +174,35 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 		}
 		seen[k] = struct{}{}
 		keys = append(keys, k)
+		firsts = append(firsts, i)
 	}
 
 	candidates := keys
 	var claimErr error
+	var claims []Claim
 	if p.claimer != nil && len(keys) > 0 {
-		claims, err := p.claim(ctx, keys)
-		if err != nil {
+		claims, claimErr = p.claim(ctx, keys)
+		if claimErr != nil {
 			// Redis is a shortcut, not the judge: go on through the store.
-			claimErr = err
-			p.log.WarnContext(ctx, "claim failed; the store alone decides", "err", err)
-		} else {
-			candidates = keys[:0:0]
-			for i, c := range claims {
-				if c == Done {
-					b.Dropped[keys[i].Topic]++
-					drops.done++
-					p.dropped(ctx, keys[i], whyDone)
-					continue
-				}
-				candidates = append(candidates, keys[i])
+			claims = nil
+			p.log.WarnContext(ctx, "claim failed; the store alone decides", "err", claimErr)
+		}
+	}
+	b.Events = make([]event.Event, 0, len(keys))
+	if claims != nil {
+		candidates = make([]event.Key, 0, len(keys))
+	}
+	for i, k := range keys {
+		if claims != nil {
+			if claims[i] == Done {
+				b.Dropped[k.Topic]++
+				drops.done++
+				p.dropped(ctx, k, whyDone)
+				continue
 			}
+			candidates = append(candidates, k)
 		}
-	}
-
-	b.Events = make([]event.Event, 0, len(candidates))
-	want := make(map[event.Key]struct{}, len(candidates))
-	for _, k := range candidates {
-		want[k] = struct{}{}
-	}
-	for i := range events {
-		k := events[i].Key()
-		if _, ok := want[k]; ok {
-			b.Events = append(b.Events, events[i])
-			delete(want, k) // the first copy wins
-		}
+		b.Events = append(b.Events, events[firsts[i]])
 	}
 
 	persisted, err := p.persist(ctx, b)

@@ -17,8 +17,12 @@ type Claimer struct {
 	owner       string
 	leaseTTL    time.Duration
 	dedupWindow time.Duration
-	capacity    int
 	now         func() time.Time
+	*table      // one per New; shared by the Claimers of a Shared
+}
+
+type table struct {
+	capacity int
 
 	mu    sync.Mutex
 	items map[event.Key]entry
@@ -33,10 +37,7 @@ type entry struct {
 
 // New returns a Claimer for one owner.
 func New(owner string, leaseTTL, dedupWindow time.Duration, capacity int) *Claimer {
-	return &Claimer{
-		owner: owner, leaseTTL: leaseTTL, dedupWindow: dedupWindow, capacity: capacity,
-		now: time.Now, items: make(map[event.Key]entry),
-	}
+	return NewShared(capacity).Claimer(owner, leaseTTL, dedupWindow)
 }
 
 // Claim leases each key that is neither done nor leased by another owner.

@@ -1,0 +1,99 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+)
+
+// BenchBatchSize is the events per batch of the store benchmarks: a worker's
+// batch of hundreds of Kafka records.
+const BenchBatchSize = 1000
+
+// BenchEvent returns event i of the benchmark stream named prefix: 20
+// topics, a payload of ~100 bytes, as the publisher sends them.
+func BenchEvent(prefix string, i int) event.Event {
+	id := prefix + "-" + strconv.Itoa(i)
+	return event.Event{
+		Topic:     fmt.Sprintf("topic-%02d", i%20),
+		EventID:   id,
+		Timestamp: baseTime.Add(time.Duration(i) * time.Millisecond),
+		Source:    "bench",
+		Payload:   fmt.Appendf(nil, `{"order":%d,"user":"u-%d","amount":%d.25,"note":"benchmark payload"}`, i, i%977, i%500),
+	}
+}
+
+// BenchPersist measures s.Persist of b.N batches of BenchBatchSize events,
+// 80% new and 20% already stored, from writers goroutines that each own a
+// shard and a partition offset, as workers do. It reports events/s.
+func BenchPersist(b *testing.B, s process.Store, writers int) {
+	ctx := context.Background()
+	const dups = BenchBatchSize / 5
+	seed := make([]event.Event, BenchBatchSize)
+	for i := range seed {
+		seed[i] = BenchEvent("seed", i)
+	}
+	if _, err := s.Persist(ctx, &process.Batch{Events: seed}); err != nil {
+		b.Fatalf("seed: %v", err)
+	}
+	batches := make([][]event.Event, b.N)
+	for k := range batches {
+		evs := make([]event.Event, 0, BenchBatchSize)
+		for j := range BenchBatchSize - dups {
+			evs = append(evs, BenchEvent("new", k*(BenchBatchSize-dups)+j))
+		}
+		for j := range dups {
+			evs = append(evs, seed[(k*dups+j)%len(seed)])
+		}
+		rng := rand.New(rand.NewPCG(uint64(k), 1))
+		rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+		batches[k] = evs
+	}
+
+	var next atomic.Int64
+	var unique atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for w := range writers {
+		wg.Go(func() {
+			var offset int64
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(batches) {
+					return
+				}
+				batch := &process.Batch{
+					Events: batches[k], Shard: w,
+					Offset: &process.Offset{Topic: "events", Partition: w, From: offset, Next: offset + BenchBatchSize},
+				}
+				p, err := s.Persist(ctx, batch)
+				if err != nil {
+					b.Errorf("persist: %v", err)
+					return
+				}
+				offset += BenchBatchSize
+				n := 0
+				for _, isNew := range p.New {
+					if isNew {
+						n++
+					}
+				}
+				unique.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if want := int64(b.N * (BenchBatchSize - dups)); unique.Load() != want {
+		b.Fatalf("%d events new, want %d", unique.Load(), want)
+	}
+	b.ReportMetric(float64(b.N*BenchBatchSize)/b.Elapsed().Seconds(), "events/s")
+}

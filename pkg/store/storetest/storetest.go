@@ -1,0 +1,139 @@
+// Package storetest is the contract every event store keeps: one suite, run
+// against each implementation (SQLite, Postgres) on a fresh, empty store per
+// case. The cases try to break the promises of DESIGN.md §5: stored once, the
+// first copy wins, exact counters, offsets fencing zombies, all or nothing.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/query"
+)
+
+// Store is what the suite exercises: the write port, the read port, and the
+// inspection methods every store has.
+type Store interface {
+	process.Store
+	query.Reader
+	// Offsets returns the next offset to consume of each partition of topic.
+	Offsets(ctx context.Context, topic string) (map[int]int64, error)
+	// Rows counts the stored events.
+	Rows(ctx context.Context) (int64, error)
+}
+
+// Subject is one fresh, empty, migrated store under test.
+type Subject struct {
+	Store Store
+	// TimeResolution is what the store keeps of a timestamp: times come back
+	// truncated to a multiple of it (SQLite: 1ns; Postgres: 1µs).
+	TimeResolution time.Duration
+}
+
+// Run runs the contract suite. open returns a new empty store for each case
+// and registers its cleanup on t.
+func Run(t *testing.T, open func(t *testing.T) Subject) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, s Subject)
+	}{
+		{"NewThenDuplicate", testNewThenDuplicate},
+		{"FirstCopyWins", testFirstCopyWins},
+		{"Dropped", testDropped},
+		{"ConcurrentOverlapping", testConcurrentOverlapping},
+		{"BytewiseKeys", testBytewiseKeys},
+		{"HostileStrings", testHostileStrings},
+		{"Timestamps", testTimestamps},
+		{"Pagination", testPagination},
+		{"LargeBatch", testLargeBatch},
+		{"Offsets", testOffsets},
+		{"OffsetRace", testOffsetRace},
+		{"EmptyBatches", testEmptyBatches},
+		{"CancelledBefore", testCancelledBefore},
+		{"CancelledDuring", testCancelledDuring},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			if s.TimeResolution <= 0 {
+				t.Fatal("Subject.TimeResolution must be set")
+			}
+			c.run(t, s)
+			if !t.Failed() {
+				checkInvariants(t, s.Store)
+			}
+		})
+	}
+}
+
+// checkInvariants asserts what holds at every instant: received == unique +
+// duplicates per topic, unique == stored rows, topics sorted byte-wise, and
+// the pages of Events hold every row once.
+func checkInvariants(t *testing.T, s Store) {
+	t.Helper()
+	ctx := context.Background()
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatalf("Counts: %v", err)
+	}
+	var unique int64
+	for i, c := range counts {
+		if c.Received != c.Unique+c.Duplicates {
+			t.Errorf("topic %q: received %d != unique %d + duplicates %d", c.Topic, c.Received, c.Unique, c.Duplicates)
+		}
+		if c.Unique < 0 || c.Duplicates < 0 {
+			t.Errorf("topic %q: negative counter %+v", c.Topic, c)
+		}
+		if i > 0 && counts[i-1].Topic >= c.Topic {
+			t.Errorf("Counts not sorted byte-wise with distinct topics: %q then %q", counts[i-1].Topic, c.Topic)
+		}
+		unique += c.Unique
+	}
+	rows, err := s.Rows(ctx)
+	if err != nil {
+		t.Fatalf("Rows: %v", err)
+	}
+	if unique != rows {
+		t.Errorf("unique_processed %d != stored rows %d", unique, rows)
+	}
+	if all := readAll(t, s, "", 1000); int64(len(all)) != rows {
+		t.Errorf("Events pages hold %d events, Rows says %d", len(all), rows)
+	}
+}
+
+// state is everything a store shows, to prove a failed Persist changed
+// nothing.
+type state struct {
+	rows    int64
+	counts  string
+	offsets string
+	events  int
+}
+
+func snapshot(t *testing.T, s Store, offsetTopics ...string) state {
+	t.Helper()
+	ctx := context.Background()
+	var st state
+	var err error
+	if st.rows, err = s.Rows(ctx); err != nil {
+		t.Fatalf("Rows: %v", err)
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatalf("Counts: %v", err)
+	}
+	st.counts = fmt.Sprint(counts)
+	for _, topic := range offsetTopics {
+		o, err := s.Offsets(ctx, topic)
+		if err != nil {
+			t.Fatalf("Offsets: %v", err)
+		}
+		st.offsets += fmt.Sprint(topic, o) // fmt sorts map keys
+	}
+	st.events = len(readAll(t, s, "", 1000))
+	return st
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Redis on 127.0.0.1:${AGGREGATOR_REDIS_PORT:-6379} for tests and local use.
+#
+#   scripts/deps/redis.sh up|down|restart|stop|start|status|env
+#
+# up reuses a server already listening on the port; otherwise it installs
+# Debian's redis-server when missing and runs its own, daemonized, bound to
+# 127.0.0.1, with no persistence. down/stop/restart only act on a server this
+# script started (pid file in the state dir).
+set -euo pipefail
+
+DEPS_NAME=redis
+# shellcheck source=scripts/deps/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+REDIS_PORT="${AGGREGATOR_REDIS_PORT:-6379}"
+REDIS_URL="redis://$DEPS_HOST:$REDIS_PORT/0"
+
+STATE_DIR="$(deps_state_dir redis)"
+PID_FILE="$STATE_DIR/redis.pid"
+LOG_FILE="$STATE_DIR/redis.log"
+
+# ours_pid : pid of the server this script started, if it is alive.
+ours_pid() {
+	pidfile_pid "$PID_FILE" "redis-server"
+}
+
+redis_ping() {
+	[[ "$(timeout 5 redis-cli -h "$DEPS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+install_server() {
+	apt_install redis-server
+	# The package starts its own service on 6379. Stop it and keep it from
+	# starting again, so the port is ours and stop/start really stop/start
+	# the server tests talk to.
+	log "stopping and disabling the packaged redis-server service"
+	if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+		as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+	fi
+	if [[ -x /etc/init.d/redis-server ]]; then
+		as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true
+		if command -v update-rc.d >/dev/null 2>&1; then
+			as_root update-rc.d redis-server disable >/dev/null 2>&1 || true
+		fi
+	fi
+	# Without an init system the service may survive the above: end it by its pid file.
+	local pid
+	if pid="$(pidfile_pid /run/redis/redis-server.pid redis-server)"; then
+		as_root kill -TERM "$pid" || true
+	fi
+	wait_tcp_closed "$DEPS_HOST" "$REDIS_PORT" 30 || true
+}
+
+start_ours() {
+	log "starting our redis-server on $DEPS_HOST:$REDIS_PORT (log $LOG_FILE)"
+	rm -f "$PID_FILE"
+	# Tests need no persistence: no RDB snapshots, no AOF.
+	if ! without_lock redis-server \
+		--bind "$DEPS_HOST" --port "$REDIS_PORT" --protected-mode yes \
+		--daemonize yes --pidfile "$PID_FILE" --dir "$STATE_DIR" --logfile "$LOG_FILE" \
+		--save "" --appendonly no; then
+		log_tail "$LOG_FILE"
+		die "redis-server failed to start"
+	fi
+	local deadline=$((SECONDS + DEPS_TIMEOUT))
+	until redis_ping; do
+		if ((SECONDS >= deadline)); then
+			log_tail "$LOG_FILE"
+			die "redis did not answer PING on $DEPS_HOST:$REDIS_PORT within ${DEPS_TIMEOUT}s"
+		fi
+		sleep 0.1
+	done
+	# The pid file is written right after daemonizing; wait for it so down works.
+	until ours_pid >/dev/null; do
+		if ((SECONDS >= deadline)); then
+			die "redis-server answers but wrote no pid file at $PID_FILE"
+		fi
+		sleep 0.1
+	done
+}
+
+cmd_up() {
+	if ours_pid >/dev/null && redis_ping; then
+		log "already running (started by this script) on $DEPS_HOST:$REDIS_PORT"
+		printf '%s\n' "$REDIS_URL"
+		return 0
+	fi
+	if tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+		log "reusing the server already listening on $DEPS_HOST:$REDIS_PORT"
+		if command -v redis-cli >/dev/null 2>&1 && ! redis_ping; then
+			die "something listens on $DEPS_HOST:$REDIS_PORT but does not answer Redis PING (free the port or set AGGREGATOR_REDIS_PORT)"
+		fi
+		printf '%s\n' "$REDIS_URL"
+		return 0
+	fi
+	if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+		install_server
+		if tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+			die "$DEPS_HOST:$REDIS_PORT is still taken after stopping the packaged service"
+		fi
+	fi
+	start_ours
+	log "ready: $REDIS_URL"
+	printf '%s\n' "$REDIS_URL"
+}
+
+# cmd_down STRICT : stop our server; with STRICT=1 fail if the port stays open.
+cmd_down() {
+	local strict=${1:-0} pid
+	if pid="$(ours_pid)"; then
+		log "stopping our redis-server (pid $pid)"
+		# SHUTDOWN NOSAVE is immediate; SIGTERM is the fallback.
+		timeout 5 redis-cli -h "$DEPS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+		stop_pid "$pid" 30
+		rm -f "$PID_FILE"
+	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+		if [[ $strict == 1 ]]; then
+			die "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; not stopping it"
+		fi
+		log "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; leaving it running"
+		return 0
+	else
+		rm -f "$PID_FILE"
+		log "not running"
+		return 0
+	fi
+	if ! wait_tcp_closed "$DEPS_HOST" "$REDIS_PORT" "$DEPS_TIMEOUT" && [[ $strict == 1 ]]; then
+		die "$DEPS_HOST:$REDIS_PORT still answers after stopping our server"
+	fi
+	log "stopped"
+}
+
+cmd_restart() {
+	if ours_pid >/dev/null; then
+		cmd_down 1
+		cmd_up
+	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+		die "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; cannot restart it"
+	else
+		cmd_up
+	fi
+}
+
+cmd_status() {
+	local pid
+	if pid="$(ours_pid)" && tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+		printf 'redis: running (started by this script, pid %s) %s\n' "$pid" "$REDIS_URL"
+	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
+		printf 'redis: running (not started by this script) %s\n' "$REDIS_URL"
+	else
+		printf 'redis: not running (%s:%s)\n' "$DEPS_HOST" "$REDIS_PORT"
+		return 1
+	fi
+}
+
+cmd_env() {
+	printf "export AGGREGATOR_REDIS_URL='%s'\n" "$REDIS_URL"
+}
+
+main() {
+	local verb=${1:-}
+	case $verb in
+	env)
+		cmd_env
+		return
+		;;
+	up | start | down | stop | restart | status) ;;
+	*)
+		echo "usage: $0 up|down|restart|stop|start|status|env" >&2
+		exit 2
+		;;
+	esac
+	# status only reads, so it never waits behind a slow up.
+	if [[ $verb != status ]]; then
+		deps_lock "$STATE_DIR/.lock"
+	fi
+	case $verb in
+	up | start) cmd_up ;;
+	down) cmd_down 0 ;;
+	stop) cmd_down 1 ;;
+	restart) cmd_restart ;;
+	status) cmd_status ;;
+	esac
+}
+
+main "$@"
