@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh up
 eval "$(scripts/deps.sh env)"
+# The tests read AGGREGATOR_TEST_* so that a developer's own settings of the
+# binaries never point a test at the wrong server.
+export AGGREGATOR_TEST_POSTGRES_URL=${AGGREGATOR_TEST_POSTGRES_URL:-$AGGREGATOR_POSTGRES_URL}
+export AGGREGATOR_TEST_REDIS_URL=${AGGREGATOR_TEST_REDIS_URL:-$AGGREGATOR_REDIS_URL}
+export AGGREGATOR_TEST_KAFKA_BROKERS=${AGGREGATOR_TEST_KAFKA_BROKERS:-$AGGREGATOR_KAFKA_BROKERS}
+unset AGGREGATOR_POSTGRES_URL AGGREGATOR_REDIS_URL AGGREGATOR_KAFKA_BROKERS
 
 echo "== gofmt" >&2
 unformatted=$(git ls-files -co --exclude-standard '*.go' | xargs -r gofmt -l)

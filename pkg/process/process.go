@@ -185,7 +185,8 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 		if claimErr != nil {
 			// Redis is a shortcut, not the judge: go on through the store.
 			claims = nil
-			p.log.WarnContext(ctx, "claim failed; the store alone decides", "err", claimErr)
+			// Debug: the claimer reports its outage once, not per batch.
+			p.log.DebugContext(ctx, "claim failed; the store alone decides", "err", claimErr)
 		}
 	}
 	b.Events = make([]event.Event, 0, len(keys))

@@ -2,14 +2,10 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/event-aggregator/event-aggregator/pkg/event"
-	"github.com/event-aggregator/event-aggregator/pkg/process"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
 	"github.com/event-aggregator/event-aggregator/pkg/store/storetest"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
@@ -94,30 +90,3 @@ func TestPing(t *testing.T) {
 
 // Every year an RFC 3339 timestamp can carry (0001-9999) round-trips; Unix
 // nanoseconds (int64) would not reach past 1678 or 2262.
-func TestTimestampRange(t *testing.T) {
-	t.Parallel()
-	s := open(t)
-	times := []time.Time{
-		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(1677, 9, 21, 0, 12, 43, 145_224_191, time.UTC),
-		time.Date(2262, 4, 11, 23, 47, 16, 854_775_808, time.UTC),
-		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
-	}
-	b := &process.Batch{}
-	for i, ts := range times {
-		b.Events = append(b.Events, event.Event{Topic: "t", EventID: fmt.Sprint(i), Timestamp: ts, Source: "s", Payload: []byte(`{}`)})
-	}
-	if _, err := s.Persist(t.Context(), b); err != nil {
-		t.Fatalf("persist: %v", err)
-	}
-	got, err := s.Events(t.Context(), "t", 0, 10)
-	if err != nil || len(got) != len(times) {
-		t.Fatalf("Events: %d events, %v", len(got), err)
-	}
-	for _, e := range got {
-		i, _ := strconv.Atoi(e.EventID)
-		if want := times[i].Truncate(time.Microsecond); !e.Timestamp.Equal(want) {
-			t.Errorf("timestamp %s came back as %s", want.Format(time.RFC3339Nano), e.Timestamp.Format(time.RFC3339Nano))
-		}
-	}
-}

@@ -117,10 +117,10 @@ func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persiste
 		c.Duplicates += int64(n)
 	}
 	ins := tx.StmtContext(ctx, s.ins)
-	now := time.Now().UnixNano()
+	now := time.Now().UnixMicro()
 	for i := range b.Events {
 		e := &b.Events[i]
-		res, err := ins.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixNano(), e.Source, []byte(e.Payload), now)
+		res, err := ins.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), now)
 		if err != nil {
 			return process.Persisted{}, fmt.Errorf("insert event: %w", err)
 		}
@@ -207,8 +207,8 @@ func (s *Store) Events(ctx context.Context, topic string, after int64, limit int
 		if err := rows.Scan(&e.Seq, &e.Topic, &e.EventID, &ts, &e.Source, &payload, &at); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
-		e.Timestamp = time.Unix(0, ts).UTC()
-		e.ProcessedAt = time.Unix(0, at).UTC()
+		e.Timestamp = time.UnixMicro(ts).UTC()
+		e.ProcessedAt = time.UnixMicro(at).UTC()
 		e.Payload = payload
 		out = append(out, e)
 	}

@@ -21,7 +21,7 @@ func TestContract(t *testing.T) {
 				t.Errorf("close: %v", err)
 			}
 		})
-		// Timestamps are stored as Unix nanoseconds.
-		return storetest.Subject{Store: s, TimeResolution: time.Nanosecond}
+		// Timestamps are stored as Unix microseconds, like Postgres keeps them.
+		return storetest.Subject{Store: s, TimeResolution: time.Microsecond}
 	})
 }

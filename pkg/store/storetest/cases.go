@@ -240,6 +240,11 @@ func testTimestamps(t *testing.T, s Subject) {
 		time.Date(1900, 1, 1, 0, 0, 0, 1, time.UTC),
 		time.Date(2200, 6, 15, 12, 0, 0, 999, time.FixedZone("", -7*3600)),
 		time.Date(2026, 3, 29, 1, 59, 59, 999_999_500, time.FixedZone("", 13*3600+45*60)),
+		// The whole range RFC 3339 can write, beyond Unix nanoseconds.
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(1677, 9, 21, 0, 12, 43, 145_224_191, time.UTC),
+		time.Date(2262, 4, 11, 23, 47, 16, 854_775_808, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
 	}
 	var b process.Batch
 	for i, ts := range times {

@@ -4,10 +4,10 @@ CREATE TABLE events (
     seq          INTEGER PRIMARY KEY,
     topic        TEXT    NOT NULL,
     event_id     TEXT    NOT NULL,
-    ts           INTEGER NOT NULL, -- Unix nanoseconds, UTC
+    ts           INTEGER NOT NULL, -- Unix microseconds, UTC: years 0001-9999 fit
     source       TEXT    NOT NULL,
     payload      BLOB    NOT NULL, -- the JSON object as received
-    processed_at INTEGER NOT NULL, -- Unix nanoseconds
+    processed_at INTEGER NOT NULL, -- Unix microseconds
     UNIQUE (topic, event_id)
 );
 CREATE INDEX events_topic_seq ON events (topic, seq);
