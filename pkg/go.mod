@@ -3,6 +3,8 @@ module github.com/event-aggregator/event-aggregator/pkg
 go 1.26.0
 
 require (
+	github.com/alecthomas/kong v1.17.0
+	github.com/exaring/otelpgx v0.13.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/pressly/goose/v3 v3.30.0
 	github.com/prometheus/client_golang v1.25.0

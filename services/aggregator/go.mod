@@ -2,12 +2,10 @@ module github.com/event-aggregator/event-aggregator/services/aggregator
 
 go 1.26.0
 
-require (
-	github.com/alecthomas/kong v1.17.0
-	github.com/event-aggregator/event-aggregator/pkg v0.0.0
-)
+require github.com/event-aggregator/event-aggregator/pkg v0.0.0
 
 require (
+	github.com/alecthomas/kong v1.17.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -7,15 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/alecthomas/kong"
 
 	"github.com/event-aggregator/event-aggregator/pkg/api"
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
@@ -59,52 +56,26 @@ const (
 // bound address (tests listen on port 0).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(net.Addr)) error {
 	var c cli
-	exit := -1
-	parser, err := kong.New(&c,
-		kong.Name("aggregator"),
-		kong.Description("All-in-one Event Aggregator: publish, dedup and query events in one process over SQLite."),
-		kong.Vars{"http_addr": config.AggregatorAddr},
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-	)
-	if err != nil {
-		return fmt.Errorf("flags: %w", err)
+	cmd, done, err := config.Parse(&c, args, "aggregator",
+		"All-in-one Event Aggregator: publish, dedup and query events in one process over SQLite.",
+		config.AggregatorAddr, stdout, stderr)
+	if err != nil || done {
+		return err
 	}
-	kctx, err := parser.Parse(args)
-	if exit >= 0 { // --help
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("flags: %w", err)
-	}
-	if kctx.Command() == "healthcheck" {
+	if cmd == "healthcheck" {
 		return server.Healthcheck(ctx, c.Addr)
 	}
 	return serve(ctx, &c.Aggregator, stderr, ready)
 }
 
-// shutdownTimeout bounds the flush of telemetry at exit.
-const shutdownTimeout = 5 * time.Second
-
 func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) (err error) {
 	started := time.Now()
-	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	log, tracing, err := telemetry.Start(ctx, "aggregator", logw, cfg.Log, cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("starting aggregator", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
-
-	tracing, err := telemetry.SetupTracing(ctx, "aggregator", log)
-	if err != nil {
-		return fmt.Errorf("setup tracing: %w", err)
-	}
-	defer func() {
-		// Last: the spans of the final commits are flushed too.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		err = errors.Join(err, tracing.Shutdown(sctx))
-	}()
-	log.Info("tracing", "exporting", tracing.Exporting)
+	// Last: the spans of the final commits are flushed too.
+	defer func() { err = errors.Join(err, tracing.Close()) }()
 
 	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"))
 	if err != nil {

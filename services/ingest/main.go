@@ -4,9 +4,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -52,12 +52,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, &c.Ingest, stderr)
 }
 
-func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) error {
-	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) {
+	log, tracing, err := telemetry.Start(ctx, "ingest", logw, cfg.Log, cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("starting ingest", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+	defer func() { err = errors.Join(err, tracing.Close()) }()
 
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = kafka.AwaitTopics(tctx, cfg.Brokers, log,
@@ -70,6 +70,8 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) error {
 		Brokers:      cfg.Brokers,
 		Topic:        cfg.Topic,
 		BatchTimeout: cfg.BatchTimeout,
+		Tracer:       tracing.Provider,
+		Headers:      kafka.TraceHeaders(tracing.Propagator),
 	})
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
@@ -84,7 +86,7 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) error {
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": kafka.Reachable(cfg.Brokers)}),
 		Metrics: metrics.Handler(),
 		Keys:    auth.NewKeys(cfg.APIKeys),
-		Wrap:    metrics.Middleware,
+		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, nil)
 	// No request is in flight any more: flush what the writer holds.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,15 +58,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, &c.Query, stderr)
 }
 
-func serve(ctx context.Context, cfg *config.Query, logw io.Writer) error {
+func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	started := time.Now()
-	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+	log, tracing, err := telemetry.Start(ctx, "query", logw, cfg.Log, cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("starting query", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns)
+	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns, postgres.WithTracerProvider(tracing.Provider))
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) error {
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"postgres": store.Ping}),
 		Metrics: metrics.Handler(),
 		Keys:    auth.NewKeys(cfg.APIKeys),
-		Wrap:    metrics.Middleware,
+		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, nil)
 	log.Info("stopped", "uptime", time.Since(started).String())

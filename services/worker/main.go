@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/event-aggregator/event-aggregator/pkg/api"
@@ -72,14 +74,14 @@ func (b batches) HandleBatch(ctx context.Context, partition int, events []event.
 	return err
 }
 
-func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) error {
-	log, err := telemetry.NewLogger(logw, cfg.Level, cfg.Format)
+func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) {
+	log, tracing, err := telemetry.Start(ctx, "worker", logw, cfg.Log, cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("starting worker", slog.GroupAttrs("config", config.LogAttrs(cfg)...))
+	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns)
+	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns, postgres.WithTracerProvider(tracing.Provider))
 	if err != nil {
 		return err
 	}
@@ -104,16 +106,21 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
+	if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tracing.Provider)); err != nil {
+		return fmt.Errorf("trace redis: %w", err)
+	}
+	redis.SetLogger(log) // go-redis logs every failed dial; keep those at debug
 	owner := workerID()
 	claimer := redis.New(rdb, owner, cfg.LeaseTTL, cfg.DedupWindow, redis.WithDegradedHook(func(degraded bool) {
 		// Redis is a shortcut: without it the store alone decides, slower.
+		metrics.SetRedisDegraded(degraded)
 		if degraded {
 			log.Warn("redis unreachable: going on through postgres alone")
 		} else {
 			log.Info("redis back: claims take the fast path again")
 		}
 	}))
-	proc := process.New(claimer, store, log, metrics)
+	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:     cfg.Brokers,
 		Topic:       cfg.Topic,
@@ -122,6 +129,8 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) error {
 		BatchSize:   cfg.BatchSize,
 		BatchLinger: cfg.BatchLinger,
 		Log:         log,
+		Observer:    metrics,
+		Hook:        kafka.LinkProducers(tracing.Propagator),
 	}, store, batches{proc})
 	if err != nil {
 		return err
@@ -133,7 +142,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) error {
 			"kafka":    kafka.Reachable(cfg.Brokers),
 		}),
 		Metrics: metrics.Handler(),
-		Wrap:    metrics.Middleware,
+		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	log.Info("worker ready", "owner", owner)
 	g, gctx := errgroup.WithContext(ctx)

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 )
 
@@ -63,4 +65,55 @@ func BenchmarkProduce(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*perCall)/elapsed.Seconds(), "events/s")
+}
+
+// BenchmarkConsume measures the consumer alone (decode, batch, offsets)
+// against the real broker: one member reads a 12-partition topic into a
+// handler that only records offsets. One op is one event.
+func BenchmarkConsume(b *testing.B) {
+	brokers := testdeps.KafkaBrokers(b)
+	topic := testdeps.NewKafkaTopic(b, 12)
+	p, err := NewProducer(ProducerConfig{Brokers: brokers, Topic: topic})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
+	defer cancel()
+	evs := make([]event.Event, 0, 1000)
+	for i := 0; i < b.N; i += 1000 {
+		evs = evs[:0]
+		for j := i; j < min(i+1000, b.N); j++ {
+			e := testEvent("orders", "c-"+strconv.Itoa(j), j)
+			evs = append(evs, e)
+		}
+		if err := p.Publish(ctx, evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p.Close()
+
+	var handled atomic.Int64
+	s := newStore()
+	h := HandlerFunc(func(ctx context.Context, part int, evs []event.Event, off process.Offset) error {
+		handled.Add(int64(len(evs)))
+		return s.handler("b").HandleBatch(ctx, part, nil, off)
+	})
+	c, err := NewConsumer(ConsumerConfig{Brokers: brokers, Topic: topic, DLQTopic: topic + ".dlq",
+		Group: topic + "-group", Log: slog.New(slog.DiscardHandler)}, s, h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	for handled.Load() < int64(b.N) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	stop()
+	<-done
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }

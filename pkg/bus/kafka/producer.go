@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 )
@@ -38,6 +41,9 @@ type ProducerConfig struct {
 	WriteTimeout time.Duration
 	// Headers, when set, adds headers to every record.
 	Headers HeaderInjector
+	// Tracer, when set, wraps each Publish in a producer span; Headers then
+	// sees the span's context, so each record carries it.
+	Tracer trace.TracerProvider
 }
 
 // Producer publishes events to Kafka. Publish returns once every record is
@@ -45,6 +51,7 @@ type ProducerConfig struct {
 type Producer struct {
 	w       *kafka.Writer
 	headers HeaderInjector
+	tracer  trace.Tracer
 }
 
 // NewProducer returns a Producer; it connects on the first Publish.
@@ -68,15 +75,32 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		// Its own transport, so closing the producer closes its connections.
 		Transport: &kafka.Transport{ClientID: "event-aggregator"},
 	}
-	return &Producer{w: w, headers: cfg.Headers}, nil
+	p := &Producer{w: w, headers: cfg.Headers}
+	if cfg.Tracer != nil {
+		p.tracer = cfg.Tracer.Tracer("github.com/event-aggregator/event-aggregator/pkg/bus/kafka")
+	}
+	return p, nil
 }
 
 // Publish writes events as one record each and returns when all are
 // acknowledged. On error any subset may have been written: the client
 // retries, and deduplication makes the retry safe.
-func (p *Producer) Publish(ctx context.Context, events []event.Event) error {
+func (p *Producer) Publish(ctx context.Context, events []event.Event) (err error) {
 	if len(events) == 0 {
 		return nil
+	}
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.tracer.Start(ctx, "publish "+p.w.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(semconv.MessagingSystemKafka, semconv.MessagingOperationTypeSend,
+				semconv.MessagingDestinationName(p.w.Topic), semconv.MessagingBatchMessageCount(len(events))))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "produce failed")
+			}
+			span.End()
+		}()
 	}
 	var headers []kafka.Header
 	if p.headers != nil {

@@ -12,11 +12,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
@@ -33,10 +35,13 @@ type Store struct {
 // Open returns a Store on a pool of at most maxConns connections (the URL's
 // pool_max_conns or pgx's default when maxConns <= 0). It does not connect:
 // call Ping to know whether Postgres answers.
-func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
+func Open(ctx context.Context, url string, maxConns int, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = int32(min(maxConns, 1<<20))
@@ -46,6 +51,16 @@ func Open(ctx context.Context, url string, maxConns int) (*Store, error) {
 		return nil, fmt.Errorf("open postgres pool: %w", err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// Option configures the pool.
+type Option func(*pgxpool.Config)
+
+// WithTracerProvider traces every query as a child span of the caller's.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *pgxpool.Config) {
+		c.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp))
+	}
 }
 
 // Close waits for borrowed connections to come back and closes the pool.
