@@ -208,9 +208,6 @@ func (d *decoder) ndjson(body []byte) error {
 			return err
 		}
 	}
-	if d.n == 0 {
-		return &SyntaxError{Reason: "empty body"}
-	}
 	return nil
 }
 
@@ -354,6 +351,19 @@ var localLayouts = []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:0
 // ParseTime reads an RFC 3339 / ISO 8601 timestamp. One without a zone is
 // taken as UTC. The result is in UTC.
 func ParseTime(s string) (time.Time, error) {
+	t, err := parseTime(s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// An offset can push a valid local time out of the years RFC 3339 can
+	// write in UTC, and such a time could not be encoded again downstream.
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%q is outside the years 0001-9999 in UTC", truncate(s, 64))
+	}
+	return t, nil
+}
+
+func parseTime(s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}

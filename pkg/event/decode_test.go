@@ -25,6 +25,7 @@ func TestDecodeShapes(t *testing.T) {
 		{"ndjson", good + "\n\n" + second + "\n", NDJSON, []string{"e-1", "e-2"}},
 		{"ndjson crlf", good + "\r\n" + second, NDJSON, []string{"e-1", "e-2"}},
 		{"empty array", "[]", JSON, nil},
+		{"empty ndjson", "\n\n", NDJSON, nil},
 		{"whitespace around", " \n\t" + good + "\n ", JSON, []string{"e-1"}},
 	}
 	for _, c := range cases {
@@ -104,6 +105,8 @@ func TestDecodeRules(t *testing.T) {
 		{"c1 control char", ev(func(m map[string]any) { m["event_id"] = "a\u0085b" }), JSON, invalid, "event_id"},
 		{"numeric id", ev(func(m map[string]any) { m["event_id"] = 7 }), JSON, invalid, "event_id"},
 		{"bad timestamp", ev(func(m map[string]any) { m["timestamp"] = "yesterday" }), JSON, invalid, "timestamp"},
+		{"year 10000 in UTC", ev(func(m map[string]any) { m["timestamp"] = "9999-12-31T23:00:00-05:00" }), JSON, invalid, "timestamp"},
+		{"year 0 in UTC", ev(func(m map[string]any) { m["timestamp"] = "0000-01-01T00:00:00+01:00" }), JSON, invalid, "timestamp"},
 		{"missing timestamp", ev(func(m map[string]any) { delete(m, "timestamp") }), JSON, invalid, "timestamp"},
 		{"payload array", ev(func(m map[string]any) { m["payload"] = []int{1} }), JSON, invalid, "payload"},
 		{"payload string", ev(func(m map[string]any) { m["payload"] = "x" }), JSON, invalid, "payload"},

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
 )
@@ -32,6 +34,10 @@ type Options struct {
 	MaxBodyBytes int64
 	Limits       event.Limits
 	Timeout      time.Duration // how long to wait for the Publisher before 503
+	// MaxInflightBytes bounds the bodies held at once by all requests
+	// (default 16 × MaxBodyBytes): past it, requests wait up to Timeout and
+	// then get 503, so memory stays bounded however many clients send.
+	MaxInflightBytes int64
 }
 
 // Observer hears about accepted events (metrics). Optional.
@@ -41,15 +47,21 @@ type Observer interface {
 
 // Handler serves POST /publish.
 type Handler struct {
-	pub  Publisher
-	opts Options
-	log  *slog.Logger
-	obs  Observer
+	pub      Publisher
+	opts     Options
+	log      *slog.Logger
+	obs      Observer
+	inflight *semaphore.Weighted
 }
 
 // New returns the publish handler.
 func New(pub Publisher, opts Options, log *slog.Logger, obs Observer) *Handler {
-	return &Handler{pub: pub, opts: opts, log: log, obs: obs}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = 16 * opts.MaxBodyBytes
+	}
+	opts.MaxInflightBytes = max(opts.MaxInflightBytes, opts.MaxBodyBytes)
+	return &Handler{pub: pub, opts: opts, log: log, obs: obs,
+		inflight: semaphore.NewWeighted(opts.MaxInflightBytes)}
 }
 
 // retryAfter is what a client should wait after a 503, in seconds.
@@ -66,6 +78,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusRequestEntityTooLarge, h.tooLarge(), nil)
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	// Reserve the body's bytes before reading it; a body of unknown length
+	// may be as large as the limit.
+	weight := h.opts.MaxBodyBytes
+	if r.ContentLength >= 0 {
+		weight = r.ContentLength
+	}
+	if err := h.inflight.Acquire(ctx, weight); err != nil {
+		h.unavailable(ctx, w, 0, fmt.Errorf("wait for memory: %w", err))
+		return
+	}
+	defer h.inflight.Release(weight)
 	body, err := readBody(w, r, h.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -82,15 +107,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
-	defer cancel()
-	if err := h.pub.Publish(ctx, events); err != nil {
-		// Nothing was accepted, or the client cannot know: it retries and
-		// dedup makes the retry safe.
-		h.log.WarnContext(ctx, "publish failed", "events", len(events), "err", err)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		problem.Write(w, http.StatusServiceUnavailable, "the events could not be made durable now; retry", nil)
-		return
+	if len(events) > 0 {
+		if err := h.pub.Publish(ctx, events); err != nil {
+			h.unavailable(ctx, w, len(events), err)
+			return
+		}
 	}
 	if h.obs != nil {
 		h.obs.Accepted(ctx, len(events))
@@ -98,6 +119,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]int{"accepted": len(events)})
+}
+
+// unavailable answers 503: nothing was accepted, or the client cannot know.
+// It retries, and dedup makes the retry safe.
+func (h *Handler) unavailable(ctx context.Context, w http.ResponseWriter, n int, err error) {
+	h.log.WarnContext(ctx, "publish failed", "events", n, "err", err)
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	problem.Write(w, http.StatusServiceUnavailable, "the events could not be made durable now; retry", nil)
 }
 
 func (h *Handler) tooLarge() string {
@@ -145,7 +174,8 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
+		// Grow as bytes arrive beyond 1 MiB, not on the client's word.
+		buf.Grow(int(min(r.ContentLength, 1<<20)) + 1)
 	}
 	_, err := io.Copy(&buf, rd)
 	return buf.Bytes(), err

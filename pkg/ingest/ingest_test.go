@@ -121,3 +121,70 @@ func TestPublishUnavailable(t *testing.T) {
 		t.Error("503 without Retry-After")
 	}
 }
+
+func TestEmptyBatchAcceptsNothing(t *testing.T) {
+	for _, c := range []struct{ ctype, body string }{
+		{"application/json", "[]"}, {"application/json", `{"events":[]}`}, {"application/x-ndjson", "\n"},
+	} {
+		rec := &recorder{}
+		req := httptest.NewRequest(http.MethodPost, "/publish", strings.NewReader(c.body))
+		req.Header.Set("Content-Type", c.ctype)
+		w := httptest.NewRecorder()
+		handler(rec).ServeHTTP(w, req)
+		if w.Code != http.StatusAccepted || !strings.Contains(w.Body.String(), `"accepted":0`) {
+			t.Errorf("%q: %d %s, want 202 accepted 0", c.body, w.Code, w.Body)
+		}
+		if rec.calls != 0 {
+			t.Errorf("%q: an empty batch reached the publisher", c.body)
+		}
+	}
+}
+
+// blocking holds every Publish until released.
+type blocking struct{ release chan struct{} }
+
+func (b blocking) Publish(ctx context.Context, _ []event.Event) error {
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestInflightBytesBounded: when the bodies held reach the budget, the next
+// request waits its timeout and gets 503, nothing more is held in memory.
+func TestInflightBytesBounded(t *testing.T) {
+	pub := blocking{release: make(chan struct{})}
+	body := "[" + one("a") + "]"
+	h := New(pub, Options{
+		MaxBodyBytes:     int64(len(body)) + 10,
+		MaxInflightBytes: int64(len(body)) + 10,
+		Limits:           event.Limits{MaxEvents: 5, MaxPayloadBytes: 512},
+		Timeout:          2 * time.Second,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	first := make(chan int)
+	go func() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/publish", strings.NewReader(body)))
+		first <- w.Code
+	}()
+	// The first request holds its bytes while the publisher blocks.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.inflight.TryAcquire(int64(len(body))) {
+		h.inflight.Release(int64(len(body)))
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reserved its bytes")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/publish", strings.NewReader(body)))
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("second request: %d, want 503 with Retry-After", w.Code)
+	}
+	close(pub.release)
+	if code := <-first; code != http.StatusServiceUnavailable && code != http.StatusAccepted {
+		t.Fatalf("first request: %d", code)
+	}
+}
