@@ -83,10 +83,7 @@ func mask(v any) any {
 			return ""
 		}
 		if u, err := url.Parse(x); err == nil && u.Scheme != "" && u.Host != "" {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			}
-			return strings.Replace(u.String(), "xxxxx", "***", 1)
+			return maskURL(u)
 		}
 		return "***"
 	case []string:
@@ -94,4 +91,22 @@ func mask(v any) any {
 	default:
 		return "***"
 	}
+}
+
+// maskURL hides the password of the user part and every query parameter
+// that names a secret (pgx also reads ?password=).
+func maskURL(u *url.URL) string {
+	const hidden = "xxxxx"
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), hidden)
+	}
+	q := u.Query()
+	for k := range q {
+		lk := strings.ToLower(k)
+		if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") || strings.Contains(lk, "key") {
+			q.Set(k, hidden)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return strings.ReplaceAll(u.String(), hidden, "***")
 }

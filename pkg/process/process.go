@@ -6,6 +6,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -76,7 +77,7 @@ type Persisted struct {
 
 // ErrFenced reports that another consumer already committed past the batch's
 // starting offset: this one is a zombie and must drop the batch.
-var ErrFenced = fmt.Errorf("offset fenced: another consumer owns the partition")
+var ErrFenced = errors.New("offset fenced: another consumer owns the partition")
 
 // Result counts what one Process call did; Received == Unique + Duplicates.
 type Result struct {

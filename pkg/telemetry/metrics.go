@@ -32,7 +32,6 @@ type Metrics struct {
 	claimMarkDone prometheus.Observer
 	redisDegraded prometheus.Gauge
 	lag           *prometheus.GaugeVec
-	produced      prometheus.Counter
 	deadLettered  prometheus.Counter
 }
 
@@ -89,15 +88,12 @@ func NewMetrics() *Metrics {
 	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "aggregator_kafka_consumer_lag", Help: "Records of a partition not yet processed by this consumer.",
 	}, []string{"partition"})
-	m.produced = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "aggregator_events_produced_total", Help: "Events acknowledged by Kafka (all in-sync replicas).",
-	})
 	m.deadLettered = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "aggregator_dlq_records_total", Help: "Kafka records sent to the dead-letter topic.",
 	})
 	for _, c := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.accepted, m.batches,
 		m.batchSize, m.unique, m.duplicates, m.claimErrors, storeDuration, claimDuration,
-		m.redisDegraded, m.lag, m.produced, m.deadLettered} {
+		m.redisDegraded, m.lag, m.deadLettered} {
 		f(c)
 	}
 	return m
@@ -163,9 +159,6 @@ func (m *Metrics) DeleteLag(partition int) {
 	m.lag.DeleteLabelValues(strconv.Itoa(partition))
 }
 
-// Produced counts events Kafka acknowledged.
-func (m *Metrics) Produced(n int) { m.produced.Add(float64(n)) }
-
 // Lag, Revoked and DeadLettered make Metrics the Kafka consumer's observer.
 // The worker reads one topic: the partition alone labels the lag.
 
@@ -184,13 +177,21 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		route := r.Pattern // set by http.ServeMux while routing
+		route, method := r.Pattern, r.Method // Pattern is set by http.ServeMux while routing
 		if route == "" {
 			route = "unmatched"
 		}
-		m.httpRequests.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Inc()
-		m.httpDuration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		if !knownMethods[method] {
+			method = "OTHER" // a client picks the method: keep the series bounded
+		}
+		m.httpRequests.WithLabelValues(route, method, strconv.Itoa(sw.code)).Inc()
+		m.httpDuration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 	})
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
 type statusWriter struct {

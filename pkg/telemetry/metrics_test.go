@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -127,7 +128,6 @@ func TestMetricsExposition(t *testing.T) {
 	m.SetLag(1, 7)
 	m.Lag("events", 2, 5)
 	m.Revoked("events", 1)
-	m.Produced(9)
 	m.DeadLettered("events", 0, 2)
 
 	fams := scrape(t, srv.URL)
@@ -145,7 +145,6 @@ func TestMetricsExposition(t *testing.T) {
 		"aggregator_claim_duration_seconds":        dto.MetricType_HISTOGRAM,
 		"aggregator_redis_degraded":                dto.MetricType_GAUGE,
 		"aggregator_kafka_consumer_lag":            dto.MetricType_GAUGE,
-		"aggregator_events_produced_total":         dto.MetricType_COUNTER,
 		"aggregator_dlq_records_total":             dto.MetricType_COUNTER,
 		"go_goroutines":                            dto.MetricType_GAUGE,
 		"process_cpu_seconds_total":                dto.MetricType_COUNTER,
@@ -191,7 +190,6 @@ func TestMetricsExposition(t *testing.T) {
 		"aggregator_events_duplicate_total":  3,
 		"aggregator_claim_errors_total":      1,
 		"aggregator_redis_degraded":          1, // the last batch's claim failed
-		"aggregator_events_produced_total":   9,
 		"aggregator_dlq_records_total":       2,
 	} {
 		if got := value(t, fams, name, none); got != want {
@@ -248,3 +246,31 @@ func cumulative(h *dto.Histogram, le float64) uint64 {
 
 // The processing core tells Metrics how long its stages took.
 var _ process.StageObserver = (*telemetry.Metrics)(nil)
+
+// TestMethodLabelBounded: a client-chosen method never makes a new series.
+func TestMethodLabelBounded(t *testing.T) {
+	m := telemetry.NewMetrics()
+	h := m.Middleware(http.NotFoundHandler())
+	for i := range 50 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(fmt.Sprintf("M%d", i), "/x", nil))
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "aggregator_http_requests_total" {
+			continue
+		}
+		if n := len(f.GetMetric()); n != 1 {
+			t.Fatalf("%d series for 50 invented methods, want 1", n)
+		}
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			if l.GetName() == "method" && l.GetValue() != "OTHER" {
+				t.Fatalf("method label %q, want OTHER", l.GetValue())
+			}
+		}
+		return
+	}
+	t.Fatal("no aggregator_http_requests_total family")
+}
