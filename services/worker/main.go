@@ -110,16 +110,23 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 		return fmt.Errorf("trace redis: %w", err)
 	}
 	redis.SetLogger(log) // go-redis logs every failed dial; keep those at debug
+	storeID, err := store.ID(ctx)
+	if err != nil {
+		return err
+	}
 	owner := workerID()
-	claimer := redis.New(rdb, owner, cfg.LeaseTTL, cfg.DedupWindow, redis.WithDegradedHook(func(degraded bool) {
-		// Redis is a shortcut: without it the store alone decides, slower.
-		metrics.SetRedisDegraded(degraded)
-		if degraded {
-			log.Warn("redis unreachable: going on through postgres alone")
-		} else {
-			log.Info("redis back: claims take the fast path again")
-		}
-	}))
+	claimer := redis.New(rdb, owner, cfg.LeaseTTL, cfg.DedupWindow,
+		// Claims are per database: marks of another one never drop an event here.
+		redis.WithKeyPrefix("ea:claim:"+storeID+":"),
+		redis.WithDegradedHook(func(degraded bool) {
+			// Redis is a shortcut: without it the store alone decides, slower.
+			metrics.SetRedisDegraded(degraded)
+			if degraded {
+				log.Warn("redis unreachable: going on through postgres alone")
+			} else {
+				log.Info("redis back: claims take the fast path again")
+			}
+		}))
 	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:     cfg.Brokers,
