@@ -9,6 +9,7 @@ import (
 
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
+	"github.com/event-aggregator/event-aggregator/pkg/problem"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 )
 
@@ -87,9 +88,41 @@ func Handler(rt Routes) http.Handler {
 		}
 		mux.Handle(r.method+" "+r.path, h)
 	}
-	var h http.Handler = mux
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// No route: the mux's plain-text 404 or 405, as problem+json.
+			w = &problemWriter{ResponseWriter: w}
+		}
+		mux.ServeHTTP(w, r)
+	})
 	if rt.Wrap != nil {
 		h = rt.Wrap(h)
 	}
 	return h
 }
+
+// problemWriter turns an error status written by http.ServeMux into a
+// problem+json body, keeping its headers (Allow on a 405).
+type problemWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *problemWriter) WriteHeader(code int) {
+	if code < 400 || w.wrote {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.wrote = true
+	w.Header().Del("Content-Length")
+	problem.Write(w.ResponseWriter, code, "no such endpoint or method; see /openapi.json", nil)
+}
+
+func (w *problemWriter) Write(b []byte) (int, error) {
+	if w.wrote {
+		return len(b), nil // the problem body replaced this one
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *problemWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

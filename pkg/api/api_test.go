@@ -17,7 +17,7 @@ import (
 
 type emptyReader struct{}
 
-func (emptyReader) Events(context.Context, string, int64, int) ([]event.Stored, error) {
+func (emptyReader) Events(context.Context, string, event.Position, int) ([]event.Stored, error) {
 	return nil, nil
 }
 func (emptyReader) Counts(context.Context) ([]event.Counts, error) { return nil, nil }
@@ -102,6 +102,30 @@ func TestAPIKeys(t *testing.T) {
 		}
 		if rec.Code == http.StatusUnauthorized && rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("401 without problem+json")
+		}
+	}
+}
+
+func TestUnknownRoutesAreProblems(t *testing.T) {
+	h := full(nil)
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/nope", http.StatusNotFound},
+		{"GET", "/publish", http.StatusMethodNotAllowed},
+		{"DELETE", "/events", http.StatusMethodNotAllowed},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+		var p struct{ Status int }
+		if rec.Code != c.want || rec.Header().Get("Content-Type") != "application/problem+json" ||
+			json.Unmarshal(rec.Body.Bytes(), &p) != nil || p.Status != c.want {
+			t.Errorf("%s %s: %d %q %s, want %d problem+json", c.method, c.path, rec.Code,
+				rec.Header().Get("Content-Type"), rec.Body, c.want)
+		}
+		if c.want == http.StatusMethodNotAllowed && rec.Header().Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", c.method, c.path)
 		}
 	}
 }
