@@ -1,11 +1,28 @@
 package event
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
-// Stored is an event as the store keeps it. Seq orders events by processing.
+// Position is where a stored event stands in processing order, compared as
+// (Tx, Seq). Seq is taken at insert time, but concurrent writers commit in
+// any order; Tx is the writing transaction, so a reader that only serves
+// finished transactions never passes a row that commits later. A store with
+// a single writer, whose Seq order is already the commit order, leaves Tx 0.
+type Position struct {
+	Tx, Seq int64
+}
+
+// Compare returns -1, 0 or +1 as p is before, at or after q.
+func (p Position) Compare(q Position) int {
+	return cmp.Or(cmp.Compare(p.Tx, q.Tx), cmp.Compare(p.Seq, q.Seq))
+}
+
+// Stored is an event as the store keeps it. Pos orders events by processing.
 type Stored struct {
 	Event
-	Seq         int64
+	Pos         Position
 	ProcessedAt time.Time
 }
 

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
@@ -17,9 +19,13 @@ import (
 
 // Reader reads what the store holds.
 type Reader interface {
-	// Events returns up to limit events with Seq > after in processing
-	// order, of one topic or of all when topic is "".
-	Events(ctx context.Context, topic string, after int64, limit int) ([]event.Stored, error)
+	// Events returns up to limit events whose Pos is after the given one, in
+	// processing order, of one topic or of all when topic is "". Positions
+	// only grow: an event committed after a call is never placed before an
+	// event that call returned, so paging covers every event once. An event
+	// may therefore show up a moment after its commit (Postgres: once every
+	// transaction that began writing before it has ended).
+	Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error)
 	// Counts returns each topic's counters, sorted by topic, as one snapshot.
 	Counts(ctx context.Context) ([]event.Counts, error)
 }
@@ -33,6 +39,9 @@ type Handlers struct {
 
 // New returns the read handlers; started is when the process started.
 func New(r Reader, started time.Time, log *slog.Logger) *Handlers {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Handlers{r: r, started: started, log: log}
 }
 
@@ -69,14 +78,14 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	var after int64
+	var after event.Position
 	if c := q.Get("cursor"); c != "" {
-		seq, ok := decodeCursor(c)
+		pos, ok := decodeCursor(c)
 		if !ok {
 			problem.Write(w, http.StatusBadRequest, "cursor is not one this API returned", nil)
 			return
 		}
-		after = seq
+		after = pos
 	}
 	topic := q.Get("topic")
 	if len(topic) > event.MaxNameBytes {
@@ -92,7 +101,7 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 	page := eventsPage{Events: make([]eventJSON, 0, min(len(rows), limit))}
 	if len(rows) > limit {
 		rows = rows[:limit]
-		page.NextCursor = encodeCursor(rows[len(rows)-1].Seq)
+		page.NextCursor = encodeCursor(rows[len(rows)-1].Pos)
 	}
 	for _, e := range rows {
 		page.Events = append(page.Events, eventJSON{
@@ -101,7 +110,7 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	page.Count = len(page.Events)
-	writeJSON(w, page)
+	h.writeJSON(w, r, page)
 }
 
 // Stats is the body of GET /stats.
@@ -129,7 +138,9 @@ func (h *Handlers) Stats(w http.ResponseWriter, r *http.Request) {
 		s.Duplicates += c.Duplicates
 		s.Topics = append(s.Topics, c.Topic)
 	}
-	writeJSON(w, s)
+	// The contract promises sorted topics whatever order a store keeps.
+	slices.Sort(s.Topics)
+	h.writeJSON(w, r, s)
 }
 
 // Topics serves GET /topics: each topic's counters.
@@ -142,7 +153,7 @@ func (h *Handlers) Topics(w http.ResponseWriter, r *http.Request) {
 	if counts == nil {
 		counts = []event.Counts{}
 	}
-	writeJSON(w, map[string]any{"topics": counts})
+	h.writeJSON(w, r, map[string]any{"topics": counts})
 }
 
 func (h *Handlers) unavailable(w http.ResponseWriter, r *http.Request, err error) {
@@ -151,21 +162,53 @@ func (h *Handlers) unavailable(w http.ResponseWriter, r *http.Request, err error
 	problem.Write(w, http.StatusServiceUnavailable, "the store cannot be read now; retry", nil)
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// A cursor is the last returned sequence number, opaque to clients.
-func encodeCursor(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("v1:" + strconv.FormatInt(seq, 10)))
-}
-
-func decodeCursor(c string) (int64, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) < 4 || string(b[:3]) != "v1:" {
-		return 0, false
+// writeJSON encodes v before sending anything, so a value that cannot be
+// encoded (a time past year 9999) gets a 500, not a 200 with a cut body.
+func (h *Handlers) writeJSON(w http.ResponseWriter, r *http.Request, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "encode response", "path", r.URL.Path, "err", err)
+		problem.Write(w, http.StatusInternalServerError, "the response cannot be encoded", nil)
+		return
 	}
-	seq, err := strconv.ParseInt(string(b[3:]), 10, 64)
-	return seq, err == nil && seq >= 0
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// A cursor is the position of the last returned event, opaque to clients:
+// "v2:<tx>:<seq>". "v1:<seq>" cursors, handed out before positions had a
+// transaction part, still work: they mean (0, seq), where the rows stored
+// before the change stand.
+func encodeCursor(p event.Position) string {
+	return base64.RawURLEncoding.EncodeToString(
+		[]byte("v2:" + strconv.FormatInt(p.Tx, 10) + ":" + strconv.FormatInt(p.Seq, 10)))
+}
+
+func decodeCursor(c string) (event.Position, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return event.Position{}, false
+	}
+	s := string(b)
+	if rest, ok := strings.CutPrefix(s, "v1:"); ok {
+		seq, ok := parseNonNegative(rest)
+		return event.Position{Seq: seq}, ok
+	}
+	rest, ok := strings.CutPrefix(s, "v2:")
+	if !ok {
+		return event.Position{}, false
+	}
+	txs, seqs, ok := strings.Cut(rest, ":")
+	if !ok {
+		return event.Position{}, false
+	}
+	tx, ok1 := parseNonNegative(txs)
+	seq, ok2 := parseNonNegative(seqs)
+	return event.Position{Tx: tx, Seq: seq}, ok1 && ok2
+}
+
+// parseNonNegative accepts decimal digits only (no sign) up to MaxInt64.
+func parseNonNegative(s string) (int64, bool) {
+	n, err := strconv.ParseUint(s, 10, 63)
+	return int64(n), err == nil
 }

@@ -9,6 +9,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"slices"
 	"time"
 
@@ -349,16 +350,21 @@ func (s *Store) Offsets(ctx context.Context, topic string) (map[int]int64, error
 	return out, nil
 }
 
-// Events returns up to limit events after seq, in processing order,
-// optionally of one topic.
-func (s *Store) Events(ctx context.Context, topic string, after int64, limit int) ([]event.Stored, error) {
-	const cols = `SELECT seq, topic, event_id, ts, source, payload, processed_at FROM events`
+// Events returns up to limit events after the position after, in
+// processing order, optionally of one topic. It serves only transactions
+// older than every one still running (txid below the snapshot's xmin): a
+// transaction that has not committed yet, or committed after a younger one,
+// is served a moment later, after the positions already returned.
+func (s *Store) Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error) {
+	const q = `SELECT txid, seq, topic, event_id, ts, source, payload, processed_at FROM events
+WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < pg_snapshot_xmin(pg_current_snapshot())`
+	tx := uint64(max(after.Tx, 0)) // xid8; positions this store returns are never negative
 	var rows pgx.Rows
 	var err error
 	if topic == "" {
-		rows, err = s.pool.Query(ctx, cols+` WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+		rows, err = s.pool.Query(ctx, q+` ORDER BY txid, seq LIMIT $3`, tx, after.Seq, limit)
 	} else {
-		rows, err = s.pool.Query(ctx, cols+` WHERE seq > $1 AND topic = $2 ORDER BY seq LIMIT $3`, after, topic, limit)
+		rows, err = s.pool.Query(ctx, q+` AND topic = $4 ORDER BY txid, seq LIMIT $3`, tx, after.Seq, limit, topic)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
@@ -367,10 +373,16 @@ func (s *Store) Events(ctx context.Context, topic string, after int64, limit int
 	var out []event.Stored
 	for rows.Next() {
 		var e event.Stored
+		var txid uint64
 		var payload []byte
-		if err := rows.Scan(&e.Seq, &e.Topic, &e.EventID, &e.Timestamp, &e.Source, &payload, &e.ProcessedAt); err != nil {
+		if err := rows.Scan(&txid, &e.Pos.Seq, &e.Topic, &e.EventID, &e.Timestamp, &e.Source, &payload, &e.ProcessedAt); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
+		// An xid8 is epoch<<32 | xid: past int64 only after 2^31 epochs.
+		if txid > math.MaxInt64 {
+			return nil, fmt.Errorf("read events: txid %d out of range", txid)
+		}
+		e.Pos.Tx = int64(txid)
 		// pgx gives timestamptz in the local zone; the API speaks UTC.
 		e.Timestamp = e.Timestamp.UTC()
 		e.ProcessedAt = e.ProcessedAt.UTC()

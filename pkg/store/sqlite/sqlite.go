@@ -8,6 +8,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -186,11 +187,18 @@ func (s *Store) Offsets(ctx context.Context, topic string) (map[int]int64, error
 	return out, rows.Err()
 }
 
-// Events returns up to limit events after seq, in processing order,
-// optionally of one topic.
-func (s *Store) Events(ctx context.Context, topic string, after int64, limit int) ([]event.Stored, error) {
+// Events returns up to limit events after the position after, in
+// processing order, optionally of one topic. With one writer, seq order is
+// commit order: every position has Tx 0.
+func (s *Store) Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error) {
+	if after.Tx > 0 {
+		return nil, nil // after every position this store holds
+	}
+	if after.Tx < 0 {
+		after.Seq = math.MinInt64 // before every one
+	}
 	q := `SELECT seq, topic, event_id, ts, source, payload, processed_at FROM events WHERE seq > ?`
-	args := []any{after}
+	args := []any{after.Seq}
 	if topic != "" {
 		q += ` AND topic = ?`
 		args = append(args, topic)
@@ -207,7 +215,7 @@ func (s *Store) Events(ctx context.Context, topic string, after int64, limit int
 		var e event.Stored
 		var ts, at int64
 		var payload []byte
-		if err := rows.Scan(&e.Seq, &e.Topic, &e.EventID, &ts, &e.Source, &payload, &at); err != nil {
+		if err := rows.Scan(&e.Pos.Seq, &e.Topic, &e.EventID, &ts, &e.Source, &payload, &at); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		e.Timestamp = time.UnixMicro(ts).UTC()

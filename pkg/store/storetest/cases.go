@@ -345,9 +345,9 @@ func testPagination(t *testing.T, s Subject) {
 				}
 			}
 			if len(all) > 0 {
-				last := all[len(all)-1].Seq
+				last := all[len(all)-1].Pos
 				if rest, err := s.Store.Events(context.Background(), topic, last, 10); err != nil || len(rest) != 0 {
-					t.Errorf("Events after the last seq: %d events, err %v", len(rest), err)
+					t.Errorf("Events after the last position: %d events, err %v", len(rest), err)
 				}
 			}
 		}
@@ -356,6 +356,75 @@ func testPagination(t *testing.T, s Subject) {
 		t.Errorf("unknown topic returned %d events", len(rest))
 	}
 	wantRows(t, s.Store, int64(len(stored)))
+}
+
+// testCommitOrder: a batch inserted first but committed last, after a later
+// batch a client has already paged past, still reaches that client when it
+// pages on from its cursor. Every event is read exactly once.
+func testCommitOrder(t *testing.T, s Subject) {
+	batch := func(topic string, shard int) *process.Batch {
+		b := &process.Batch{Shard: shard}
+		for i := range 5 {
+			b.Events = append(b.Events, ev(topic, fmt.Sprint(i)))
+		}
+		return b
+	}
+	early, slow, fast := batch("early", 0), batch("slow", 1), batch("fast", 2)
+	persist(t, s.Store, early)
+
+	var first []event.Stored
+	var cursor event.Position
+	if s.Stall == nil {
+		persist(t, s.Store, slow)
+		persist(t, s.Store, fast)
+		first, cursor = pageFrom(t, s.Store, "", cursor, 2)
+	} else {
+		stalled, release := s.Stall(t, "slow", slow.Shard)
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.Store.Persist(context.Background(), slow)
+			done <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); !stalled(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				release()
+				t.Fatalf("the slow Persist did not stall within 10s")
+			}
+		}
+		// The slow batch holds its rows, uncommitted; a later batch commits
+		// and a client pages to the end.
+		persist(t, s.Store, fast)
+		first, cursor = pageFrom(t, s.Store, "", cursor, 2)
+		release()
+		if err := <-done; err != nil {
+			t.Fatalf("slow Persist: %v", err)
+		}
+	}
+
+	// The client polls on from its cursor until it has seen as many events
+	// as are stored, or gives up.
+	const want = 15
+	seen := first
+	for deadline := time.Now().Add(10 * time.Second); len(seen) < want && time.Now().Before(deadline); {
+		var page []event.Stored
+		page, cursor = pageFrom(t, s.Store, "", cursor, 2)
+		seen = append(seen, page...)
+		if len(page) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	got := byKey(t, seen)
+	for _, b := range []*process.Batch{early, slow, fast} {
+		for _, e := range b.Events {
+			if _, ok := got[e.Key()]; !ok {
+				t.Errorf("%q never served to a client paging from its cursor", e.Key())
+			}
+		}
+	}
+	if len(seen) != want {
+		t.Errorf("paging served %d events, want %d", len(seen), want)
+	}
+	wantRows(t, s.Store, want)
 }
 
 func testLargeBatch(t *testing.T, s Subject) {

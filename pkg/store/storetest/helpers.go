@@ -101,31 +101,61 @@ func wantOffsets(t *testing.T, s Store, topic string, want map[int]int64) {
 	}
 }
 
-// readAll pages through Events with the given page size, checking that seq
-// only grows and each page respects the limit and the topic.
+// readAll pages through Events with the given page size, checking that
+// positions only grow and each page respects the limit and the topic. A
+// store may serve a commit a moment late (query.Reader), so it first waits
+// until Events serves as many events as are stored.
 func readAll(t *testing.T, s Store, topic string, limit int) []event.Stored {
 	t.Helper()
+	settle(t, s)
+	all, _ := pageFrom(t, s, topic, event.Position{}, limit)
+	return all
+}
+
+// settle waits until paging through every topic yields at least Rows events.
+func settle(t *testing.T, s Store) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := s.Rows(context.Background())
+		if err != nil {
+			t.Fatalf("Rows: %v", err)
+		}
+		all, _ := pageFrom(t, s, "", event.Position{}, 1000)
+		if int64(len(all)) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Events serves %d of %d stored events after 30s", len(all), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// pageFrom pages through what Events serves now, from after to the end, with
+// the checks of readAll; it returns the events and the position to go on from.
+func pageFrom(t *testing.T, s Store, topic string, after event.Position, limit int) ([]event.Stored, event.Position) {
+	t.Helper()
 	var all []event.Stored
-	var after int64
 	for {
 		page, err := s.Events(context.Background(), topic, after, limit)
 		if err != nil {
-			t.Fatalf("Events(%q, %d, %d): %v", topic, after, limit, err)
+			t.Fatalf("Events(%q, %v, %d): %v", topic, after, limit, err)
 		}
 		if len(page) > limit {
 			t.Fatalf("Events returned %d events for limit %d", len(page), limit)
 		}
 		if len(page) == 0 {
-			return all
+			return all, after
 		}
 		for _, e := range page {
-			if e.Seq <= after {
-				t.Fatalf("Events(after %d) returned seq %d: not increasing", after, e.Seq)
+			if e.Pos.Compare(after) <= 0 {
+				t.Fatalf("Events(after %v) returned position %v: not increasing", after, e.Pos)
 			}
 			if topic != "" && e.Topic != topic {
 				t.Fatalf("Events(topic %q) returned an event of topic %q", topic, e.Topic)
 			}
-			after = e.Seq
+			after = e.Pos
 		}
 		all = append(all, page...)
 	}

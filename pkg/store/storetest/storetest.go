@@ -31,6 +31,12 @@ type Subject struct {
 	// TimeResolution is what the store keeps of a timestamp: times come back
 	// truncated to a multiple of it (SQLite: 1ns; Postgres: 1µs).
 	TimeResolution time.Duration
+	// Stall, when set, makes a Persist that writes the counters of (topic,
+	// shard) wait inside its transaction, after its rows are inserted, until
+	// release is called; stalled reports whether one waits there now. A store
+	// with a single writer leaves it nil: no Persist is in flight while
+	// another commits.
+	Stall func(t *testing.T, topic string, shard int) (stalled func() bool, release func())
 }
 
 // Run runs the contract suite. open returns a new empty store for each case
@@ -48,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		{"HostileStrings", testHostileStrings},
 		{"Timestamps", testTimestamps},
 		{"Pagination", testPagination},
+		{"CommitOrder", testCommitOrder},
 		{"LargeBatch", testLargeBatch},
 		{"Offsets", testOffsets},
 		{"OffsetRace", testOffsetRace},
