@@ -65,9 +65,15 @@ func ExtractContext(ctx context.Context, prop propagation.TextMapPropagator, hea
 }
 
 // TraceHeaders is the Producer's HeaderInjector for trace propagation: every
-// record of a Publish call carries the caller's trace context.
+// record of a Publish call carries the caller's trace context. Baggage is
+// left out whatever prop propagates: it comes from the client (up to 8 KiB
+// per request) and would be copied into each of the request's records.
 func TraceHeaders(prop propagation.TextMapPropagator) HeaderInjector {
-	return func(ctx context.Context) []kafka.Header { return InjectHeaders(ctx, prop) }
+	return func(ctx context.Context) []kafka.Header {
+		var hs []kafka.Header
+		prop.Inject(ctx, noBaggage{(*HeaderCarrier)(&hs)})
+		return hs
+	}
 }
 
 // LinkProducers is the Consumer's BatchHook for trace propagation: the
@@ -83,7 +89,7 @@ func LinkProducers(prop propagation.TextMapPropagator) BatchHook {
 }
 
 // ProducerLinks returns one link per distinct producer span context found in
-// the records' headers.
+// the records' headers. Baggage headers are not read: links need none.
 func ProducerLinks(prop propagation.TextMapPropagator, records []kafka.Message) []trace.Link {
 	type spanKey struct {
 		trace.TraceID
@@ -101,7 +107,7 @@ func ProducerLinks(prop propagation.TextMapPropagator, records []kafka.Message) 
 			continue
 		}
 		prev = hs
-		sc := trace.SpanContextFromContext(ExtractContext(context.Background(), prop, hs))
+		sc := trace.SpanContextFromContext(prop.Extract(context.Background(), noBaggage{(*HeaderCarrier)(&hs)}))
 		if !sc.IsValid() {
 			continue
 		}
@@ -126,3 +132,33 @@ func sameHeaders(a, b []kafka.Header) bool {
 	}
 	return true
 }
+
+// noBaggage hides the W3C baggage header from a propagator: records carry
+// the trace context only.
+type noBaggage struct{ c *HeaderCarrier }
+
+func (n noBaggage) Get(key string) string {
+	if isBaggage(key) {
+		return ""
+	}
+	return n.c.Get(key)
+}
+
+func (n noBaggage) Set(key, value string) {
+	if !isBaggage(key) {
+		n.c.Set(key, value)
+	}
+}
+
+func (n noBaggage) Keys() []string {
+	keys := n.c.Keys()
+	out := keys[:0] // Keys returns a fresh slice
+	for _, k := range keys {
+		if !isBaggage(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func isBaggage(key string) bool { return strings.EqualFold(key, "baggage") }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/segmentio/kafka-go"
@@ -157,3 +158,49 @@ func TestCarrierTraceHeaders(t *testing.T) {
 		t.Fatalf("traceparent %q", got)
 	}
 }
+
+// Records carry the trace context only: baggage comes from the client and
+// would be copied into every record of a request.
+func TestCarrierRecordsCarryNoBaggage(t *testing.T) {
+	prop := carrierPropagator()
+	sc := spanContext(t, "44444444444444444444444444444444", "dddddddddddddddd")
+	m, err := baggage.NewMember("blob", strings.Repeat("b", 4000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bag, err := baggage.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := baggage.ContextWithBaggage(trace.ContextWithSpanContext(context.Background(), sc), bag)
+	hs := TraceHeaders(prop)(ctx)
+	if len(hs) != 1 || hs[0].Key != "traceparent" {
+		t.Fatalf("record headers %v, want traceparent alone", (*HeaderCarrier)(&hs).Keys())
+	}
+
+	// Records written with baggage (older producers, other clients): it
+	// is not parsed for the links.
+	spy := &baggageSpy{}
+	records := []kafka.Message{{Headers: InjectHeaders(ctx, prop)}}
+	links := ProducerLinks(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, spy), records)
+	if len(links) != 1 || links[0].SpanContext.SpanID() != sc.SpanID() {
+		t.Fatalf("links %+v, want the producer span", links)
+	}
+	if spy.read != "" || spy.keys != 1 {
+		t.Fatalf("the propagator read baggage %d bytes and saw %d keys, want none and traceparent", len(spy.read), spy.keys)
+	}
+}
+
+// baggageSpy is a propagator that remembers what a carrier shows of baggage.
+type baggageSpy struct {
+	read string
+	keys int
+}
+
+func (s *baggageSpy) Inject(context.Context, propagation.TextMapCarrier) {}
+func (s *baggageSpy) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	s.read = c.Get("baggage")
+	s.keys = len(c.Keys())
+	return ctx
+}
+func (s *baggageSpy) Fields() []string { return []string{"baggage"} }

@@ -29,11 +29,17 @@ type Processor interface {
 
 // ProcessorHandler hands each batch to the processing core, the partition
 // being the counter shard, so workers never contend on a counter row.
-func ProcessorHandler(p Processor) Handler { return processorHandler{p} }
+func ProcessorHandler(p Processor) ProcessorAdapter { return ProcessorAdapter{p: p} }
 
-type processorHandler struct{ p Processor }
+// ProcessorAdapter is the Handler that feeds the processing core; see
+// ProcessorHandler.
+type ProcessorAdapter struct{ p Processor }
 
-func (h processorHandler) HandleBatch(ctx context.Context, partition int, events []event.Event, off process.Offset) error {
+var _ Handler = ProcessorAdapter{}
+
+// HandleBatch processes events with the partition as the counter shard and
+// off recorded in the same transaction.
+func (h ProcessorAdapter) HandleBatch(ctx context.Context, partition int, events []event.Event, off process.Offset) error {
 	_, err := h.p.Process(ctx, events, partition, &off)
 	return err
 }
@@ -70,6 +76,11 @@ type ConsumerConfig struct {
 
 	BatchSize   int           // most records per batch (default 500)
 	BatchLinger time.Duration // wait to fill a batch after its first record (default 5 ms)
+	// BatchBytes bounds the key, value and header bytes of one batch
+	// (default 8 MiB), so one store transaction stays well within
+	// HandlerTimeout whatever the record sizes. A larger record is a batch
+	// of its own.
+	BatchBytes int
 
 	// HandlerTimeout bounds one HandleBatch attempt (default 10 s). An
 	// attempt in flight when the partition is revoked runs to its end.
@@ -90,12 +101,16 @@ type ConsumerConfig struct {
 	Hook     BatchHook
 }
 
+// DefaultBatchBytes is the byte budget of a batch when BatchBytes is unset.
+const DefaultBatchBytes = 8 << 20
+
 func (c *ConsumerConfig) setDefaults() error {
 	if len(c.Brokers) == 0 || c.Topic == "" || c.DLQTopic == "" || c.Group == "" {
 		return errors.New("kafka consumer: brokers, topic, DLQ topic and group are required")
 	}
 	c.BatchSize = orDefault(c.BatchSize, 500)
 	c.BatchLinger = durationOr(c.BatchLinger, 5*time.Millisecond)
+	c.BatchBytes = orDefault(c.BatchBytes, DefaultBatchBytes)
 	c.HandlerTimeout = durationOr(c.HandlerTimeout, 10*time.Second)
 	c.RetryMin = durationOr(c.RetryMin, 100*time.Millisecond)
 	c.RetryMax = durationOr(c.RetryMax, 5*time.Second)

@@ -341,7 +341,8 @@ func TestProcessorHandlerPassesPartitionAsShard(t *testing.T) {
 		off   *process.Offset
 		n     int
 	}
-	h := ProcessorHandler(processorFunc(func(_ context.Context, evs []event.Event, shard int, off *process.Offset) (process.Result, error) {
+	// A concrete type, so that the worker uses it rather than its own.
+	var h ProcessorAdapter = ProcessorHandler(processorFunc(func(_ context.Context, evs []event.Event, shard int, off *process.Offset) (process.Result, error) {
 		got.shard, got.off, got.n = shard, off, len(evs)
 		return process.Result{}, process.ErrFenced
 	}))

@@ -25,6 +25,12 @@ type partition struct {
 	log    *slog.Logger
 	reader *kafka.Reader
 	buf    []kafka.Message
+	// carry is a record fetched past the byte budget of the last batch: the
+	// first of the next one. Cleared whenever the reader moves.
+	carry *kafka.Message
+	// fenceWait is the pause before resuming after a fence whose ownership
+	// check failed, doubled each time until a batch commits.
+	fenceWait time.Duration
 }
 
 func newPartition(c *Consumer, id int, start int64, dlq *kafka.Writer, com *committer, gen offsetCommitter) *partition {
@@ -34,8 +40,9 @@ func newPartition(c *Consumer, id int, start int64, dlq *kafka.Writer, com *comm
 	}
 	return &partition{
 		c: c, id: id, start: start, next: next, dlq: dlq, com: com, gen: gen,
-		log: c.log.With("partition", id),
-		buf: make([]kafka.Message, 0, c.cfg.BatchSize),
+		log:       c.log.With("partition", id),
+		buf:       make([]kafka.Message, 0, c.cfg.BatchSize),
+		fenceWait: c.cfg.RetryMin,
 	}
 }
 
@@ -72,6 +79,7 @@ func (p *partition) run(ctx context.Context) {
 		err = p.handle(ctx, msgs)
 		switch {
 		case err == nil:
+			p.fenceWait = p.c.cfg.RetryMin
 		case errors.Is(err, process.ErrFenced):
 			if !p.resync(ctx) {
 				return
@@ -83,6 +91,7 @@ func (p *partition) run(ctx context.Context) {
 }
 
 func (p *partition) open(offset int64) {
+	p.carry = nil
 	p.reader = kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   p.c.cfg.Brokers,
 		Topic:     p.c.cfg.Topic,
@@ -150,9 +159,15 @@ func (p *partition) resumeAt() int64 {
 }
 
 // fetch waits for a first record, then gathers more for up to BatchLinger
-// or until the batch is full. The slice is reused by the next fetch.
+// or until the batch is full (BatchSize records or BatchBytes). The slice is
+// reused by the next fetch.
 func (p *partition) fetch(ctx context.Context) ([]kafka.Message, error) {
+	cfg := &p.c.cfg
 	msgs := p.buf[:0]
+	if p.carry != nil {
+		msgs = append(msgs, *p.carry)
+		p.carry = nil
+	}
 	for len(msgs) == 0 {
 		m, err := p.reader.FetchMessage(ctx)
 		if err != nil {
@@ -162,9 +177,10 @@ func (p *partition) fetch(ctx context.Context) ([]kafka.Message, error) {
 			msgs = append(msgs, m)
 		}
 	}
-	lctx, cancel := context.WithTimeout(ctx, p.c.cfg.BatchLinger)
+	size := recordSize(&msgs[0])
+	lctx, cancel := context.WithTimeout(ctx, cfg.BatchLinger)
 	defer cancel()
-	for len(msgs) < p.c.cfg.BatchSize {
+	for len(msgs) < cfg.BatchSize && size < cfg.BatchBytes {
 		m, err := p.reader.FetchMessage(lctx)
 		if err != nil {
 			if lctx.Err() != nil {
@@ -172,6 +188,12 @@ func (p *partition) fetch(ctx context.Context) ([]kafka.Message, error) {
 			}
 			return nil, fmt.Errorf("fetch: %w", err)
 		}
+		n := recordSize(&m)
+		if size+n > cfg.BatchBytes {
+			p.carry = &m // the reader cannot unread it
+			break
+		}
+		size += n
 		msgs = append(msgs, m)
 	}
 	if err := ctx.Err(); err != nil {
@@ -239,35 +261,108 @@ func (p *partition) handle(ctx context.Context, msgs []kafka.Message) error {
 }
 
 // sendToDLQ writes poison records to the DLQ topic before the batch is
-// stored: a crash in between sends them again, it never loses them.
+// stored: a crash in between sends them again, it never loses them. It
+// writes them all at once, and when that fails, those not written one at a
+// time, so that a record the topic refuses for good cannot hold back the
+// others or its partition.
 func (p *partition) sendToDLQ(ctx context.Context, recs []kafka.Message) error {
 	cfg := &p.c.cfg
-	err := retry(ctx, cfg.RetryMin, cfg.RetryMax, func(attempt int) error {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HandlerTimeout)
-		defer cancel()
-		err := p.dlq.WriteMessages(actx, recs...)
-		if err != nil {
-			p.log.WarnContext(ctx, "write to the dead-letter topic failed; retrying", "err", err, "attempt", attempt)
-		}
-		return err
-	})
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HandlerTimeout)
+	err := p.dlq.WriteMessages(actx, recs...)
+	cancel()
+	written := len(recs)
 	if err != nil {
-		return fmt.Errorf("dead-letter %d records: %w", len(recs), err)
+		p.log.WarnContext(ctx, "write to the dead-letter topic failed; writing one record at a time", "err", err)
+		failed := unwritten(recs, err)
+		written -= len(failed)
+		for i := range failed {
+			ok, err := p.deadLetterOne(ctx, failed[i])
+			if err != nil {
+				return fmt.Errorf("dead-letter the record of offset %s: %w",
+					headerValue(failed[i].Headers, HeaderDLQOffset), err)
+			}
+			if ok {
+				written++
+			}
+		}
 	}
-	p.log.WarnContext(ctx, "poison records dead-lettered", "count", len(recs), "dlq", cfg.DLQTopic,
+	p.log.WarnContext(ctx, "poison records dead-lettered", "count", written, "dlq", cfg.DLQTopic,
 		"first_offset", headerValue(recs[0].Headers, HeaderDLQOffset),
 		"reason", headerValue(recs[0].Headers, HeaderDLQReason))
-	if obs := cfg.Observer; obs != nil {
-		obs.DeadLettered(cfg.Topic, p.id, len(recs))
+	if obs := cfg.Observer; obs != nil && written > 0 {
+		obs.DeadLettered(cfg.Topic, p.id, written)
 	}
 	return nil
 }
 
+// deadLetterOne writes one dead-letter record, retrying until it is written
+// or ctx ends. A record the topic refuses for good (too large, invalid) is
+// replaced by a stub with less and less of it; ok is false when not even an
+// empty stub is accepted and the record is given up.
+func (p *partition) deadLetterOne(ctx context.Context, rec kafka.Message) (ok bool, err error) {
+	cfg := &p.c.cfg
+	orig := rec
+	keep := []int{maxStubValue, 0} // the value bytes each successive stub keeps
+	ok = true
+	err = retry(ctx, cfg.RetryMin, cfg.RetryMax, func(attempt int) error {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.HandlerTimeout)
+		defer cancel()
+		err := p.dlq.WriteMessages(actx, rec)
+		switch {
+		case err == nil:
+			return nil
+		case !refusedForGood(err):
+			p.log.WarnContext(ctx, "write to the dead-letter topic failed; retrying", "err", err, "attempt", attempt)
+			return err
+		case len(keep) == 0:
+			p.log.ErrorContext(ctx, "the dead-letter topic refuses even an empty stub; record given up", "err", err,
+				"offset", headerValue(orig.Headers, HeaderDLQOffset), "size", recordSize(&orig))
+			ok = false
+			return nil
+		}
+		p.log.WarnContext(ctx, "the dead-letter topic refuses the record; writing a stub", "err", err,
+			"offset", headerValue(orig.Headers, HeaderDLQOffset), "size", recordSize(&orig), "keep", keep[0])
+		rec = stub(&orig, err, keep[0])
+		keep = keep[1:]
+		return err
+	})
+	return ok, err
+}
+
+// unwritten returns the records of recs that err says were not written:
+// those with an error of their own, else all of them.
+func unwritten(recs []kafka.Message, err error) []kafka.Message {
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) || len(werrs) != len(recs) {
+		return recs
+	}
+	var out []kafka.Message
+	for i, e := range werrs {
+		if e != nil {
+			out = append(out, recs[i])
+		}
+	}
+	return out
+}
+
+// refusedForGood reports whether a write of one record failed in a way no
+// retry can fix: the record itself is refused.
+func refusedForGood(err error) bool {
+	err = firstWriteError(err)
+	// kafka.MessageTooLargeError, the writer's own check, unwraps to
+	// MessageSizeTooLarge.
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) ||
+		errors.Is(err, kafka.InvalidRecord)
+}
+
 // resync decides what a fenced batch means. The group coordinator refuses
 // a commit from a member whose generation is over: then another consumer
-// owns the partition and this one stops. When the commit is accepted this
-// consumer is the owner and a stale one wrote ahead: resume where the store
-// says.
+// owns the partition and this one stops. Otherwise resume where the store
+// says: when the commit is accepted this consumer is the owner and a stale
+// one wrote ahead (or its own commit's outcome was lost); when the commit
+// fails for another reason (coordinator moved, connection lost) ownership is
+// unknown, and resuming is still safe, as the store fences whoever is stale.
+// Stopping then would leave the partition unread until the next rebalance.
 func (p *partition) resync(ctx context.Context) bool {
 	stored, err := p.c.storedOffsets(ctx)
 	if err != nil {
@@ -278,23 +373,60 @@ func (p *partition) resync(ctx context.Context) bool {
 		p.log.ErrorContext(ctx, "fenced, yet the store has no offset for the partition; stopping it")
 		return false
 	}
-	if err := p.gen.CommitOffsets(map[string]map[int]int64{p.c.cfg.Topic: {p.id: next}}); err != nil {
+	err = p.gen.CommitOffsets(map[string]map[int]int64{p.c.cfg.Topic: {p.id: next}})
+	switch {
+	case err == nil:
+		p.log.WarnContext(ctx, "partition fenced by a stale write; resuming from the stored offset",
+			"was", p.next, "next", next)
+	case ownedElsewhere(err):
 		p.log.InfoContext(ctx, "partition fenced: another consumer owns it; stopping", "err", err)
 		return false
+	default:
+		// A pause, so that a member that lost the partition unnoticed
+		// does not race its owner batch after batch.
+		p.log.WarnContext(ctx, "partition fenced and ownership unconfirmed; resuming from the stored offset",
+			"err", err, "was", p.next, "next", next, "after", p.fenceWait)
+		if !sleep(ctx, p.fenceWait) {
+			return false
+		}
+		p.fenceWait = min(p.fenceWait*2, p.c.cfg.RetryMax)
 	}
-	p.log.WarnContext(ctx, "partition fenced by a stale consumer; resuming from the stored offset",
-		"was", p.next, "next", next)
 	p.next = next
+	p.carry = nil
 	if err := p.reader.SetOffset(next); err != nil {
 		return false
 	}
 	return true
 }
 
+// firstWriteError is the first record error of kafka-go's per-record error
+// list (which does not unwrap), or err itself.
+func firstWriteError(err error) error {
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) {
+		for _, e := range werrs {
+			if e != nil {
+				return e
+			}
+		}
+	}
+	return err
+}
+
+// ownedElsewhere reports whether a commit error proves that this member's
+// generation is over, so that another member owns its partitions.
+func ownedElsewhere(err error) bool {
+	return errors.Is(err, kafka.IllegalGeneration) || errors.Is(err, kafka.UnknownMemberId) ||
+		errors.Is(err, kafka.RebalanceInProgress) || errors.Is(err, kafka.FencedInstanceID)
+}
+
+// headerValue returns the value of the last header named key: the
+// dead-letter headers follow any the record already had (one replayed from
+// the dead-letter topic, say).
 func headerValue(hs []kafka.Header, key string) string {
-	for _, h := range hs {
-		if h.Key == key {
-			return string(h.Value)
+	for i := len(hs) - 1; i >= 0; i-- {
+		if hs[i].Key == key {
+			return string(hs[i].Value)
 		}
 	}
 	return ""

@@ -1,7 +1,13 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -340,4 +346,214 @@ func deleteRecordsBefore(t *testing.T, c cluster, topic string, offset int64) {
 			}
 		}
 	}
+}
+
+// A store restart during COMMIT: the batch was stored but the handler saw
+// an error, so its retry is fenced by its own commit. The group
+// coordinator cannot confirm ownership at that moment (it moved): the
+// partition must resume from the store's offset, not stop until the next
+// rebalance while its lag grows.
+func TestPartitionResumesWhenOwnershipUnconfirmed(t *testing.T) {
+	onBoth(t, func(t *testing.T, c cluster) {
+		topic := c.topic(t, 1)
+		publish(t, newProducer(t, c, topic), topic, "o", 30, 30)
+		s := newStore()
+		var once sync.Once
+		h := HandlerFunc(func(ctx context.Context, part int, evs []event.Event, off process.Offset) error {
+			err := s.handler("o").HandleBatch(ctx, part, evs, off)
+			lost := false
+			once.Do(func() { lost = err == nil })
+			if lost {
+				return errTransient // committed, but the answer was lost
+			}
+			return err
+		})
+		gen := &fakeGen{err: kafka.NotCoordinatorForGroup}
+		cfg := consumerConfig(t, c, topic, topic+".dlq")
+		cfg.BatchSize = 10
+		cons, err := NewConsumer(cfg, s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		com := newCommitter(gen, topic, cons.log)
+		p := newPartition(cons, 0, 0, nil, com, gen)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); p.run(ctx); com.close() }()
+		defer func() { cancel(); <-done }()
+
+		reached := func() bool { return s.reached(map[int]int64{0: 30}) }
+		deadline := time.Now().Add(30 * time.Second)
+		for !reached() && time.Now().Before(deadline) {
+			select {
+			case <-done:
+				t.Fatalf("the partition stopped after an unconfirmed fence; %d of 30 records stored", s.count())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if !reached() {
+			t.Fatal("timed out waiting for every record")
+		}
+		checkChains(t, s, readAll(t, c, topic), map[int]int64{})
+		if s.fenced != 1 {
+			t.Errorf("%d fenced attempts, want 1", s.fenced)
+		}
+	})
+}
+
+func TestOwnedElsewhere(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{kafka.IllegalGeneration, true},
+		{kafka.UnknownMemberId, true},
+		{kafka.RebalanceInProgress, true},
+		{kafka.FencedInstanceID, true},
+		{fmt.Errorf("commit: %w", kafka.IllegalGeneration), true},
+		{kafka.NotCoordinatorForGroup, false},
+		{kafka.GroupCoordinatorNotAvailable, false},
+		{kafka.RequestTimedOut, false},
+		{io.ErrUnexpectedEOF, false},
+		{context.DeadlineExceeded, false},
+		{&net.OpError{Op: "write", Net: "tcp", Err: errors.New("broken pipe")}, false},
+	} {
+		if got := ownedElsewhere(tc.err); got != tc.want {
+			t.Errorf("ownedElsewhere(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// A poison record the broker accepted just under its size limit grows
+// past it with the dead-letter headers. It must still leave its
+// partition: as a stub with its position and a reason, not retried forever.
+func TestPartitionDeadLettersRecordTooLargeForDLQ(t *testing.T) {
+	onKafka(t, func(t *testing.T, c cluster) {
+		topic, dlq := c.topic(t, 1), c.topic(t, 1)
+		raw := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: topic, RequiredAcks: kafka.RequireAll,
+			BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+		defer raw.Close()
+		// The largest value of a lone record under the broker's default
+		// message.max.bytes (1,048,588 bytes for the whole record batch).
+		big := bytes.Repeat([]byte("x"), 1_048_500)
+		good := testEvent("orders", "good", 1)
+		v, _ := Encode(&good)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := raw.WriteMessages(ctx, kafka.Message{Key: []byte("big"), Value: big}); err != nil {
+			t.Fatalf("write the large record: %v", err)
+		}
+		if err := raw.WriteMessages(ctx, kafka.Message{Value: v}); err != nil {
+			t.Fatal(err)
+		}
+		s, obs := newStore(), &lagObserver{}
+		runPartition(t, c, topic, dlq, kafka.FirstOffset, s, &fakeGen{}, func(cfg *ConsumerConfig) {
+			cfg.Observer = obs
+		})
+		waitFor(t, 30*time.Second, "both records handled", func() bool { return s.reached(map[int]int64{0: 2}) })
+
+		dead := readAll(t, c, dlq)[0]
+		if len(dead) != 1 {
+			t.Fatalf("%d records in the DLQ, want 1", len(dead))
+		}
+		d := dead[0]
+		if headerValue(d.Headers, HeaderDLQOffset) != "0" || headerValue(d.Headers, HeaderDLQTopic) != topic ||
+			headerValue(d.Headers, HeaderDLQPartition) != "0" {
+			t.Errorf("stub position headers %v", d.Headers)
+		}
+		size, _ := strconv.Atoi(headerValue(d.Headers, HeaderDLQSize))
+		if size <= len(big) {
+			t.Errorf("stub size header %d, want the refused record's size (> %d)", size, len(big))
+		}
+		if r := headerValue(d.Headers, HeaderDLQReason); !strings.Contains(r, "too large") ||
+			!strings.Contains(r, strconv.Itoa(size)) || !strings.Contains(r, "not a JSON object") {
+			t.Errorf("stub reason %q, want too large, its size and the decode error", r)
+		}
+		if len(d.Value) != maxStubValue || !bytes.Equal(d.Value, big[:maxStubValue]) || string(d.Key) != "big" {
+			t.Errorf("stub key %q and %d value bytes, want big and the first %d", d.Key, len(d.Value), maxStubValue)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if obs.dead != 1 {
+			t.Errorf("observer counted %d dead letters, want 1", obs.dead)
+		}
+	})
+}
+
+// Large records: a batch holds no more than BatchBytes, except a record
+// larger than that, which is a batch of its own; none is lost or reordered
+// by the record held over to the next batch.
+func TestPartitionBatchByteBudget(t *testing.T) {
+	onBoth(t, func(t *testing.T, c cluster) {
+		topic := c.topic(t, 1)
+		p := newProducer(t, c, topic)
+		pad := func(id string, n int) event.Event {
+			e := testEvent("orders", id, 0)
+			e.Payload = []byte(`{"pad":"` + strings.Repeat("p", n) + `"}`)
+			return e
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var evs []event.Event
+		for i := range 9 {
+			n := 200 << 10
+			if i == 4 {
+				n = 700 << 10
+			}
+			evs = append(evs, pad("b-"+itoa(i), n))
+		}
+		for _, e := range evs {
+			if err := p.Publish(ctx, []event.Event{e}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		const budget = 512 << 10
+		var mu sync.Mutex
+		var sizes [][]int
+		s := newStore()
+		h := HandlerFunc(func(ctx context.Context, part int, evs []event.Event, off process.Offset) error {
+			var b []int
+			for _, e := range evs {
+				b = append(b, len(e.Payload))
+			}
+			mu.Lock()
+			sizes = append(sizes, b)
+			mu.Unlock()
+			return s.handler("b").HandleBatch(ctx, part, evs, off)
+		})
+		cfg := consumerConfig(t, c, topic, topic+".dlq")
+		cfg.BatchBytes = budget
+		cfg.BatchLinger = 300 * time.Millisecond // long enough to gather them all without a budget
+		cons, err := NewConsumer(cfg, s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		com := newCommitter(&fakeGen{}, topic, cons.log)
+		part := newPartition(cons, 0, 0, nil, com, &fakeGen{})
+		rctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); part.run(rctx); com.close() }()
+		defer func() { stop(); <-done }()
+		waitFor(t, 30*time.Second, "every record handled", func() bool { return s.reached(map[int]int64{0: 9}) })
+		checkChains(t, s, readAll(t, c, topic), map[int]int64{})
+
+		mu.Lock()
+		defer mu.Unlock()
+		pairs := 0
+		for _, b := range sizes {
+			total := 0
+			for _, n := range b {
+				total += n
+			}
+			if len(b) > 1 && total > budget {
+				t.Errorf("batch of %d records, %d payload bytes: over the %d budget", len(b), total, budget)
+			}
+			if len(b) == 2 {
+				pairs++
+			}
+		}
+		if pairs == 0 {
+			t.Errorf("batches %v: none of two records, the budget allows two", sizes)
+		}
+	})
 }

@@ -42,10 +42,17 @@ func Reachable(brokers []string) func(ctx context.Context) error {
 }
 
 // EventTopics are the topics of the system: the events topic and its
-// single-partition dead-letter topic.
+// single-partition dead-letter topic. Replicated, both require two in-sync
+// replicas: acks=all is otherwise met by the leader alone once the others
+// fall behind, and an acknowledged record dies with it. Only topics created
+// here get it: EnsureTopics leaves an existing topic as it is.
 func EventTopics(topic, dlq string, partitions, replication int) []TopicSpec {
+	var configs map[string]string
+	if replication > 1 {
+		configs = map[string]string{"min.insync.replicas": "2"}
+	}
 	return []TopicSpec{
-		{Name: topic, Partitions: partitions, ReplicationFactor: replication},
-		{Name: dlq, Partitions: 1, ReplicationFactor: replication},
+		{Name: topic, Partitions: partitions, ReplicationFactor: replication, Configs: configs},
+		{Name: dlq, Partitions: 1, ReplicationFactor: replication, Configs: configs},
 	}
 }

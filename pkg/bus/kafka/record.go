@@ -128,25 +128,74 @@ const (
 	HeaderDLQTopic     = "x-dlq-topic"
 	HeaderDLQPartition = "x-dlq-partition"
 	HeaderDLQOffset    = "x-dlq-offset"
+	// HeaderDLQSize is set on a stub only: the size in bytes (key, value
+	// and headers) of the dead-letter record the topic refused.
+	HeaderDLQSize = "x-dlq-size"
 )
 
 // maxReasonBytes keeps a dead-letter reason readable.
 const maxReasonBytes = 1024
 
+// A stub keeps at most this much of the refused record's value and key:
+// enough to recognise it, small enough for any dead-letter topic.
+const (
+	maxStubValue = 64 << 10
+	maxStubKey   = 1 << 10
+)
+
 // deadLetter is the record m becomes in the dead-letter topic: the same key,
 // value and headers, plus the reason and the original position.
 func deadLetter(m *kafka.Message, reason error) kafka.Message {
-	why := reason.Error()
-	if len(why) > maxReasonBytes {
-		why = strings.ToValidUTF8(why[:maxReasonBytes], "")
-	}
 	h := make([]kafka.Header, 0, len(m.Headers)+4)
 	h = append(h, m.Headers...)
 	h = append(h,
-		kafka.Header{Key: HeaderDLQReason, Value: []byte(why)},
+		kafka.Header{Key: HeaderDLQReason, Value: []byte(boundReason(reason.Error()))},
 		kafka.Header{Key: HeaderDLQTopic, Value: []byte(m.Topic)},
 		kafka.Header{Key: HeaderDLQPartition, Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
 		kafka.Header{Key: HeaderDLQOffset, Value: strconv.AppendInt(nil, m.Offset, 10)},
 	)
 	return kafka.Message{Key: m.Key, Value: m.Value, Headers: h}
+}
+
+// stub is what dead-letter record d becomes when the dead-letter topic
+// refuses it for good (too large, say): the reason (saying so, with d's
+// size), the position headers, and at most keep bytes of its value. Its
+// other headers go: they may be what made it too large.
+func stub(d *kafka.Message, refused error, keep int) kafka.Message {
+	size := recordSize(d)
+	value := d.Value[:min(len(d.Value), keep)]
+	refused = firstWriteError(refused)
+	what := fmt.Sprintf("refused by the dead-letter topic (%v)", refused)
+	if errors.Is(refused, kafka.MessageSizeTooLarge) || errors.Is(refused, kafka.RecordListTooLarge) {
+		what = "too large for the dead-letter topic"
+	}
+	why := fmt.Sprintf("record of %d bytes %s; value cut from %d to %d bytes; reason: %s",
+		size, what, len(d.Value), len(value), headerValue(d.Headers, HeaderDLQReason))
+	return kafka.Message{
+		Key:   d.Key[:min(len(d.Key), keep, maxStubKey)],
+		Value: value,
+		Headers: []kafka.Header{
+			{Key: HeaderDLQReason, Value: []byte(boundReason(why))},
+			{Key: HeaderDLQTopic, Value: []byte(headerValue(d.Headers, HeaderDLQTopic))},
+			{Key: HeaderDLQPartition, Value: []byte(headerValue(d.Headers, HeaderDLQPartition))},
+			{Key: HeaderDLQOffset, Value: []byte(headerValue(d.Headers, HeaderDLQOffset))},
+			{Key: HeaderDLQSize, Value: strconv.AppendInt(nil, int64(size), 10)},
+		},
+	}
+}
+
+func boundReason(why string) string {
+	if len(why) > maxReasonBytes {
+		why = strings.ToValidUTF8(why[:maxReasonBytes], "")
+	}
+	return why
+}
+
+// recordSize is the key, value and header bytes of m.
+func recordSize(m *kafka.Message) int {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }

@@ -1,9 +1,12 @@
 package kafka
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -108,5 +111,55 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 	got, _ := Encode(&e)
 	if d, err := Decode(got); err != nil || string(d.Payload) != "{}" {
 		t.Errorf("nil payload: %s → %+v, %v", got, d, err)
+	}
+}
+
+func TestDeadLetterStub(t *testing.T) {
+	m := kafka.Message{Topic: "events", Partition: 3, Offset: 42, Key: bytes.Repeat([]byte("k"), 2000),
+		Value: bytes.Repeat([]byte("v"), 100_000), Headers: []kafka.Header{{Key: "baggage", Value: make([]byte, 8000)}}}
+	d := deadLetter(&m, errors.New("record value is not a JSON object"))
+	size := recordSize(&d)
+	refused := kafka.WriteErrors{kafka.MessageSizeTooLarge}
+
+	s := stub(&d, refused, maxStubValue)
+	if len(s.Value) != maxStubValue || len(s.Key) != maxStubKey || string(s.Value[:3]) != "vvv" {
+		t.Errorf("stub key %d bytes, value %d bytes; want %d and %d", len(s.Key), len(s.Value), maxStubKey, maxStubValue)
+	}
+	want := map[string]string{HeaderDLQTopic: "events", HeaderDLQPartition: "3", HeaderDLQOffset: "42",
+		HeaderDLQSize: strconv.Itoa(size), "baggage": ""}
+	for k, v := range want {
+		if got := headerValue(s.Headers, k); got != v {
+			t.Errorf("stub header %s = %q, want %q", k, got, v)
+		}
+	}
+	r := headerValue(s.Headers, HeaderDLQReason)
+	for _, part := range []string{"too large", strconv.Itoa(size), "not a JSON object"} {
+		if !strings.Contains(r, part) {
+			t.Errorf("stub reason %q does not say %q", r, part)
+		}
+	}
+	if s := stub(&d, kafka.InvalidRecord, 0); len(s.Value) != 0 || len(s.Key) != 0 ||
+		!strings.Contains(headerValue(s.Headers, HeaderDLQReason), "Invalid Record") {
+		t.Errorf("empty stub %q/%q, reason %q", s.Key, s.Value, headerValue(s.Headers, HeaderDLQReason))
+	}
+}
+
+func TestRefusedForGood(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{kafka.MessageTooLargeError{}, true},
+		{kafka.WriteErrors{kafka.MessageSizeTooLarge}, true},
+		{kafka.WriteErrors{fmt.Errorf("%w: too big", kafka.RecordListTooLarge)}, true},
+		{kafka.WriteErrors{kafka.InvalidRecord}, true},
+		{kafka.WriteErrors{kafka.NotLeaderForPartition}, false},
+		{kafka.WriteErrors{kafka.TopicAuthorizationFailed}, false},
+		{kafka.UnknownTopicOrPartition, false},
+		{context.DeadlineExceeded, false},
+	} {
+		if got := refusedForGood(tc.err); got != tc.want {
+			t.Errorf("refusedForGood(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
