@@ -45,12 +45,8 @@ type cli struct {
 	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
 }
 
-// Sizes of the in-process pipeline.
-const (
-	claimCapacity = 1 << 20 // keys the in-memory claimer remembers
-	queueRequests = 4096    // publish requests waiting for the committer
-	maxCommit     = 20_000  // events in one SQLite transaction
-)
+// claimCapacity is how many keys the in-memory claimer remembers.
+const claimCapacity = 1 << 20
 
 // run parses args, then serves until ctx ends. ready, when not nil, gets the
 // bound address (tests listen on port 0).
@@ -86,7 +82,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	metrics := telemetry.NewMetrics()
 	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, claimCapacity)
 	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
-	bus := local.New(proc, queueRequests, maxCommit)
+	bus := local.New(proc)
 
 	publish := ingest.New(bus, ingest.Options{
 		MaxBodyBytes: cfg.MaxBodyBytes,

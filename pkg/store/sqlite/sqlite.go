@@ -11,6 +11,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -23,11 +25,28 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Store persists batches into SQLite and reads them back.
+// Store persists batches into SQLite and reads them back. One goroutine
+// writes: concurrent Persist calls queue up and each transaction commits all
+// that waited (group commit), so the single writer pays one commit, and one
+// fsync, for many callers.
 type Store struct {
 	w, r *sql.DB
 	ins  *sql.Stmt
+
+	queue     chan *pending
+	closing   chan struct{}
+	written   chan struct{} // closed when the writer has stopped
+	closeOnce sync.Once
+	commits   atomic.Int64 // transactions committed, for tests
+	// beforeCommit, when set by a test, runs before each group's transaction.
+	beforeCommit func()
 }
+
+// Sizes of group commit.
+const (
+	queueBatches = 4096   // batches waiting for the writer (backpressure)
+	maxGroupRows = 20_000 // events in one transaction, at most (a larger batch goes alone)
+)
 
 // Open opens (creating when missing) the database at path and applies the
 // migrations. synchronous=FULL makes a commit survive power loss, not only a
@@ -48,7 +67,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// SQLite has one writer; more connections would only wait on its lock.
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w}
+	s := &Store{w: w, queue: make(chan *pending, queueBatches),
+		closing: make(chan struct{}), written: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -63,9 +83,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.ins, err = w.PrepareContext(ctx, `INSERT INTO events (topic, event_id, ts, source, payload, processed_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`)
 	if err != nil {
-		s.Close()
+		s.r.Close()
+		w.Close()
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
+	go s.write()
 	return s, nil
 }
 
@@ -80,92 +102,56 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close commits the batches already queued, then closes both pools.
 func (s *Store) Close() error {
-	var errs []error
-	if s.ins != nil {
-		errs = append(errs, s.ins.Close())
-	}
-	if s.r != nil {
-		errs = append(errs, s.r.Close())
-	}
-	errs = append(errs, s.w.Close())
-	return errors.Join(errs...)
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.written
+		err = errors.Join(s.ins.Close(), s.r.Close(), s.w.Close())
+	})
+	return err
 }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
-// Persist writes the batch's new rows, its counters and its offset in one
-// transaction. The unique key on (topic, event_id) decides what is new.
-func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return process.Persisted{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+// ErrClosed is returned by Persist after Close.
+var ErrClosed = errors.New("sqlite store closed")
 
-	out := process.Persisted{New: make([]bool, len(b.Events))}
-	counts := make(map[string]*event.Counts)
-	count := func(topic string) *event.Counts {
-		c := counts[topic]
-		if c == nil {
-			c = &event.Counts{Topic: topic}
-			counts[topic] = c
-		}
-		return c
+// Persist writes the batch's new rows, its counters and its offset in one
+// transaction, shared with the batches queued at the same time. The unique
+// key on (topic, event_id) decides what is new.
+func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
+	if err := ctx.Err(); err != nil {
+		return process.Persisted{}, fmt.Errorf("persist: %w", err)
 	}
-	for topic, n := range b.Dropped {
-		c := count(topic)
-		c.Received += int64(n)
-		c.Duplicates += int64(n)
+	p := &pending{b: b, done: make(chan outcome, 1)}
+	select {
+	case <-s.closing:
+		return process.Persisted{}, ErrClosed
+	default:
 	}
-	ins := tx.StmtContext(ctx, s.ins)
-	now := time.Now().UnixMicro()
-	for i := range b.Events {
-		e := &b.Events[i]
-		res, err := ins.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), now)
-		if err != nil {
-			return process.Persisted{}, fmt.Errorf("insert event: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return process.Persisted{}, fmt.Errorf("insert event: %w", err)
-		}
-		c := count(e.Topic)
-		c.Received++
-		if n == 1 {
-			out.New[i] = true
-			c.Unique++
-		} else {
-			c.Duplicates++
-		}
+	select {
+	case s.queue <- p:
+	case <-s.closing:
+		return process.Persisted{}, ErrClosed
+	case <-ctx.Done():
+		return process.Persisted{}, fmt.Errorf("wait for the writer: %w", ctx.Err())
 	}
-	for _, c := range counts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (topic, shard, received, unique_processed, duplicate_dropped)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (topic, shard) DO UPDATE SET
-			received = received + excluded.received,
-			unique_processed = unique_processed + excluded.unique_processed,
-			duplicate_dropped = duplicate_dropped + excluded.duplicate_dropped`,
-			c.Topic, b.Shard, c.Received, c.Unique, c.Duplicates); err != nil {
-			return process.Persisted{}, fmt.Errorf("update counters: %w", err)
+	select {
+	case o := <-p.done:
+		return o.persisted, o.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(queued, abandoned) {
+			// The writer will skip it: nothing of the batch is stored.
+			return process.Persisted{}, fmt.Errorf("wait for the writer: %w", ctx.Err())
 		}
+		// The writer has it: its transaction is under way and bounded, and
+		// its outcome is the truth, so an error always means "not stored".
+		o := <-p.done
+		return o.persisted, o.err
 	}
-	if o := b.Offset; o != nil {
-		res, err := tx.ExecContext(ctx, `INSERT INTO offsets (topic, partition, next) VALUES (?, ?, ?)
-			ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE offsets.next = ?`,
-			o.Topic, o.Partition, o.Next, o.From)
-		if err != nil {
-			return process.Persisted{}, fmt.Errorf("record offset: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return process.Persisted{}, process.ErrFenced
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return process.Persisted{}, fmt.Errorf("commit: %w", err)
-	}
-	return out, nil
 }
 
 // Offsets returns the next offset to consume of each partition of topic.

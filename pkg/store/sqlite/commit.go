@@ -1,0 +1,225 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+)
+
+// pending is a batch waiting for the writer.
+type pending struct {
+	b     *process.Batch
+	done  chan outcome
+	state atomic.Int32 // queued, then taken by the writer or abandoned by the caller
+}
+
+// States of a pending batch.
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
+
+type outcome struct {
+	persisted process.Persisted
+	err       error
+}
+
+// write is the single writer: it takes whatever batches are queued, up to
+// maxGroupRows events, and commits them in one transaction.
+func (s *Store) write() {
+	defer close(s.written)
+	var group []*pending
+	for {
+		var first *pending
+		select {
+		case first = <-s.queue:
+		case <-s.closing:
+			// Commit what was queued before Close.
+			for {
+				select {
+				case p := <-s.queue:
+					if p.state.CompareAndSwap(queued, taken) {
+						s.commit([]*pending{p})
+					}
+				default:
+					return
+				}
+			}
+		}
+		group = group[:0]
+		rows := 0
+		take := func(p *pending) {
+			// A caller that gave up before its turn is skipped.
+			if p.state.CompareAndSwap(queued, taken) {
+				group = append(group, p)
+				rows += len(p.b.Events)
+			}
+		}
+		take(first)
+	fill:
+		for rows < maxGroupRows {
+			select {
+			case p := <-s.queue:
+				take(p)
+			default:
+				break fill
+			}
+		}
+		if len(group) > 0 {
+			s.commit(group)
+		}
+		clear(group) // drop references to the callers' batches
+	}
+}
+
+// commit runs one group's transaction and answers every caller.
+func (s *Store) commit(group []*pending) {
+	if s.beforeCommit != nil {
+		s.beforeCommit()
+	}
+	outs, err := s.commitGroup(group)
+	for i, p := range group {
+		if err != nil {
+			p.done <- outcome{err: err}
+			continue
+		}
+		p.done <- outs[i]
+	}
+}
+
+// shardTopic keys a counter row.
+type shardTopic struct {
+	topic string
+	shard int
+}
+
+// commitGroup writes every batch of the group in one transaction; a batch
+// fenced on its offset is rolled back alone to a savepoint. The transaction
+// is not bound to any caller's context: once begun it finishes, so no caller
+// hears "failed" of events that were stored.
+func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	ins := tx.StmtContext(ctx, s.ins)
+	now := time.Now().UnixMicro()
+	counts := map[shardTopic]*event.Counts{}
+	outs := make([]outcome, len(group))
+	for i, p := range group {
+		b := p.b
+		batchCounts := map[string]*event.Counts{}
+		count := func(topic string) *event.Counts {
+			c := batchCounts[topic]
+			if c == nil {
+				c = &event.Counts{Topic: topic}
+				batchCounts[topic] = c
+			}
+			return c
+		}
+		if b.Offset != nil {
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT batch`); err != nil {
+				return nil, fmt.Errorf("savepoint: %w", err)
+			}
+		}
+		isNew := make([]bool, len(b.Events))
+		for j := range b.Events {
+			e := &b.Events[j]
+			res, err := ins.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), now)
+			if err != nil {
+				return nil, fmt.Errorf("insert event: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return nil, fmt.Errorf("insert event: %w", err)
+			}
+			c := count(e.Topic)
+			c.Received++
+			if n == 1 {
+				isNew[j] = true
+				c.Unique++
+			} else {
+				c.Duplicates++
+			}
+		}
+		if b.Offset != nil {
+			fenced, err := recordOffset(ctx, tx, b.Offset)
+			if err != nil {
+				return nil, err
+			}
+			if fenced {
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO batch`); err != nil {
+					return nil, fmt.Errorf("roll back a fenced batch: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, `RELEASE batch`); err != nil {
+					return nil, fmt.Errorf("release savepoint: %w", err)
+				}
+				outs[i].err = process.ErrFenced
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE batch`); err != nil {
+				return nil, fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		for topic, n := range b.Dropped {
+			c := count(topic)
+			c.Received += int64(n)
+			c.Duplicates += int64(n)
+		}
+		for topic, c := range batchCounts {
+			k := shardTopic{topic, b.Shard}
+			if total := counts[k]; total != nil {
+				total.Received += c.Received
+				total.Unique += c.Unique
+				total.Duplicates += c.Duplicates
+			} else {
+				counts[k] = c
+			}
+		}
+		outs[i].persisted = process.Persisted{New: isNew}
+	}
+	for k, c := range counts {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (topic, shard, received, unique_processed, duplicate_dropped)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (topic, shard) DO UPDATE SET
+			received = received + excluded.received,
+			unique_processed = unique_processed + excluded.unique_processed,
+			duplicate_dropped = duplicate_dropped + excluded.duplicate_dropped`,
+			k.topic, k.shard, c.Received, c.Unique, c.Duplicates); err != nil {
+			return nil, fmt.Errorf("update counters: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	s.commits.Add(1)
+	return outs, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// recordOffset moves the partition's stored offset from o.From to o.Next;
+// fenced reports that another consumer already moved it.
+func recordOffset(ctx context.Context, tx execer, o *process.Offset) (fenced bool, err error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO offsets (topic, partition, next) VALUES (?, ?, ?)
+		ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE offsets.next = ?`,
+		o.Topic, o.Partition, o.Next, o.From)
+	if err != nil {
+		return false, fmt.Errorf("record offset: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record offset: %w", err)
+	}
+	return n != 1, nil
+}

@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "events.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func batchOf(topic string, n int, off *process.Offset) *process.Batch {
+	b := &process.Batch{Offset: off}
+	for i := range n {
+		b.Events = append(b.Events, event.Event{Topic: topic, EventID: fmt.Sprint(i),
+			Timestamp: time.Unix(0, 0).UTC(), Source: "s", Payload: []byte(`{}`)})
+	}
+	return b
+}
+
+// gate holds the writer before its next transaction until released.
+func gate(s *Store) (entered <-chan struct{}, release func()) {
+	in, out := make(chan struct{}, 100), make(chan struct{})
+	var once sync.Once
+	s.beforeCommit = func() {
+		in <- struct{}{}
+		<-out
+	}
+	return in, func() { once.Do(func() { close(out) }) }
+}
+
+func waitQueued(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.queue) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches queued after 10 s, want %d", len(s.queue), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestGroupCommit: batches queued while a transaction runs share the next
+// one, and each caller learns its own batch's outcome.
+func TestGroupCommit(t *testing.T) {
+	s := openTest(t)
+	entered, release := gate(s)
+	defer release()
+	var wg sync.WaitGroup
+	errs := make(chan error, 21)
+	wg.Go(func() { _, err := s.Persist(context.Background(), batchOf("first", 1, nil)); errs <- err })
+	<-entered
+	news := make([][]bool, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			p, err := s.Persist(context.Background(), batchOf(fmt.Sprintf("t%d", i%2), 10, nil))
+			news[i] = p.New
+			errs <- err
+		})
+	}
+	waitQueued(t, s, 20)
+	release()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.commits.Load(); n != 2 {
+		t.Fatalf("%d transactions for 21 batches, want 2", n)
+	}
+	// Ten batches per topic with the same ten ids: one of them stored all.
+	fresh := 0
+	for _, isNew := range news {
+		for _, n := range isNew {
+			if n {
+				fresh++
+			}
+		}
+	}
+	if fresh != 20 {
+		t.Fatalf("%d events new across the group, want 20", fresh)
+	}
+	counts, _ := s.Counts(t.Context())
+	for _, c := range counts {
+		if c.Topic != "first" && (c.Received != 100 || c.Unique != 10 || c.Duplicates != 90) {
+			t.Errorf("counts %+v, want 100/10/90", c)
+		}
+	}
+}
+
+// TestFencedBatchFailsAlone: a fenced batch in a group is rolled back to its
+// savepoint; the others commit.
+func TestFencedBatchFailsAlone(t *testing.T) {
+	s := openTest(t)
+	if _, err := s.Persist(t.Context(), batchOf("seed", 1, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 5})); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := gate(s)
+	defer release()
+	go func() { _, _ = s.Persist(context.Background(), batchOf("first", 1, nil)) }()
+	<-entered
+	results := make(chan error, 2)
+	go func() {
+		_, err := s.Persist(context.Background(), batchOf("zombie", 3, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 9}))
+		results <- err
+	}()
+	waitQueued(t, s, 1)
+	go func() { _, err := s.Persist(context.Background(), batchOf("good", 3, nil)); results <- err }()
+	waitQueued(t, s, 2)
+	release()
+	var fenced, ok int
+	for range 2 {
+		switch err := <-results; {
+		case errors.Is(err, process.ErrFenced):
+			fenced++
+		case err == nil:
+			ok++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if fenced != 1 || ok != 1 {
+		t.Fatalf("fenced %d, ok %d; want 1 and 1", fenced, ok)
+	}
+	counts, _ := s.Counts(t.Context())
+	for _, c := range counts {
+		if c.Topic == "zombie" {
+			t.Errorf("a fenced batch was counted: %+v", c)
+		}
+	}
+	if rows, _ := s.Rows(t.Context()); rows != 1+1+3 {
+		t.Errorf("%d rows, want 5 (seed, first, good)", rows)
+	}
+}
+
+// TestAbandonedBatchIsNotStored: a caller whose context ends before the
+// writer takes its batch gets an error and nothing of it is stored.
+func TestAbandonedBatchIsNotStored(t *testing.T) {
+	s := openTest(t)
+	entered, release := gate(s)
+	defer release()
+	go func() { _, _ = s.Persist(context.Background(), batchOf("first", 1, nil)) }()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Persist(ctx, batchOf("late", 5, nil)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Persist: %v, want the deadline", err)
+	}
+	release()
+	if _, err := s.Persist(t.Context(), batchOf("after", 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := s.Rows(t.Context()); rows != 2 {
+		t.Fatalf("%d rows, want 2: the abandoned batch must not be stored", rows)
+	}
+}
+
+func TestCloseCommitsQueuedAndRefusesLater(t *testing.T) {
+	s := openTest(t)
+	if _, err := s.Persist(t.Context(), batchOf("a", 2, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Persist(t.Context(), batchOf("b", 1, nil)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Persist after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
