@@ -66,7 +66,11 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	}
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns, postgres.WithTracerProvider(tracing.Provider))
+	var opts []postgres.Option
+	if tracing.Exporting { // the tracer costs even with a no-op provider
+		opts = append(opts, postgres.WithTracerProvider(tracing.Provider))
+	}
+	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns, opts...)
 	if err != nil {
 		return err
 	}

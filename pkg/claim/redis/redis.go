@@ -110,6 +110,9 @@ func NewClient(url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
 	}
+	// No CLIENT SETINFO on connect: Redis before 7.2 answers it with an
+	// error on every new connection.
+	opt.DisableIdentity = true
 	if opt.DialTimeout == 0 {
 		opt.DialTimeout = dialTimeout
 	}
