@@ -73,7 +73,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// Last: the spans of the final commits are flushed too.
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"))
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"), sqlite.WithSync(cfg.Sync))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

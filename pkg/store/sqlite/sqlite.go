@@ -33,11 +33,14 @@ type Store struct {
 	w, r *sql.DB
 	ins  *sql.Stmt
 
-	queue     chan *pending
-	closing   chan struct{}
-	written   chan struct{} // closed when the writer has stopped
-	closeOnce sync.Once
-	commits   atomic.Int64 // transactions committed, for tests
+	cp *sql.DB // checkpoints the WAL beside the writer
+
+	queue        chan *pending
+	closing      chan struct{}
+	written      chan struct{} // closed when the writer has stopped
+	checkpointed chan struct{} // closed when the checkpointer has stopped
+	closeOnce    sync.Once
+	commits      atomic.Int64 // transactions committed, for tests
 	// beforeCommit, when set by a test, runs before each group's transaction.
 	beforeCommit func()
 }
@@ -48,14 +51,31 @@ const (
 	maxGroupRows = 20_000 // events in one transaction, at most (a larger batch goes alone)
 )
 
+// Option configures a Store.
+type Option func(*options)
+
+type options struct{ sync string }
+
+// WithSync sets SQLite's synchronous mode: "normal" (the default) makes a
+// commit survive any crash of the process, as the WAL is written before the
+// commit returns; "full" also fsyncs it, to survive power loss, at the
+// price of one disk flush per group commit.
+func WithSync(mode string) Option { return func(o *options) { o.sync = mode } }
+
 // Open opens (creating when missing) the database at path and applies the
-// migrations. synchronous=FULL makes a commit survive power loss, not only a
-// process crash; group commit pays for it.
-func Open(ctx context.Context, path string) (*Store, error) {
+// migrations.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	o := options{sync: "normal"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.sync != "normal" && o.sync != "full" {
+		return nil, fmt.Errorf("sqlite synchronous mode %q: want normal or full", o.sync)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + o.sync + ")" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_txlock=immediate" +
 		// A large page cache and memory-mapped reads keep the unique index
 		// of millions of events out of read syscalls.
