@@ -45,6 +45,7 @@ echo "== restart to ready with $stored events stored"
 start "$work/restart"
 "$bin/publisher" --url "http://$addr" --events "$stored" --duplicates 0 --batch 5000 \
   --concurrency 4 --no-verify --json --no-progress >/dev/null
+echo "stored: $(curl -fs "http://$addr/stats" | jq -c '{unique_processed, received}')"
 stop
 for i in 1 2 3; do
   t0=$(date +%s.%N)
