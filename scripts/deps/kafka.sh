@@ -42,6 +42,14 @@ PID_FILE="$STATE_DIR/kafka.pid"
 SERVER_LOG="$STATE_DIR/server.log"
 STDOUT_LOG="$STATE_DIR/stdout.log"
 
+# For deps_main (lib.sh).
+DEPS_PORT="$KAFKA_PORT"
+DEPS_URL="$KAFKA_BROKERS"
+DEPS_PEER=broker
+DEPS_OURS=broker
+DEPS_PID_FILE="$PID_FILE"
+DEPS_USAGE_EXTRA="|topics ARGS..."
+
 JAVA=""
 
 # find_java : a java of version 17 or newer, installed with apt when missing.
@@ -296,52 +304,21 @@ cmd_up() {
 	printf '%s\n' "$KAFKA_BROKERS"
 }
 
-# cmd_down STRICT : stop our broker; with STRICT=1 fail if the port stays open.
-cmd_down() {
-	local strict=${1:-0} pid
-	if pid="$(ours_pid)"; then
-		log "stopping our Kafka (pid $pid)"
-		# SIGTERM runs Kafka's controlled shutdown; it takes a few seconds.
-		stop_pid "$pid" 60
-		rm -f "$PID_FILE"
-	elif tcp_open "$DEPS_HOST" "$KAFKA_PORT"; then
-		if [[ $strict == 1 ]]; then
-			die "the broker on $KAFKA_BROKERS was not started by this script; not stopping it"
-		fi
-		log "the broker on $KAFKA_BROKERS was not started by this script; leaving it running"
-		return 0
-	else
-		rm -f "$PID_FILE"
-		log "not running"
-		return 0
-	fi
-	if ! wait_tcp_closed "$DEPS_HOST" "$KAFKA_PORT" "$DEPS_TIMEOUT" && [[ $strict == 1 ]]; then
-		die "$KAFKA_BROKERS still answers after stopping our broker"
-	fi
-	log "stopped"
+ours_running() {
+	ours_pid >/dev/null
 }
 
-cmd_restart() {
-	if ours_pid >/dev/null; then
-		cmd_down 1
-		cmd_up
-	elif tcp_open "$DEPS_HOST" "$KAFKA_PORT"; then
-		die "the broker on $KAFKA_BROKERS was not started by this script; cannot restart it"
-	else
-		cmd_up
-	fi
-}
-
-cmd_status() {
+ours_detail() {
 	local pid
-	if pid="$(ours_pid)" && tcp_open "$DEPS_HOST" "$KAFKA_PORT"; then
-		printf 'kafka: running (started by this script, pid %s, Kafka %s) %s\n' "$pid" "$KAFKA_VERSION" "$KAFKA_BROKERS"
-	elif tcp_open "$DEPS_HOST" "$KAFKA_PORT"; then
-		printf 'kafka: running (not started by this script) %s\n' "$KAFKA_BROKERS"
-	else
-		printf 'kafka: not running (%s)\n' "$KAFKA_BROKERS"
-		return 1
-	fi
+	pid="$(ours_pid)" && printf 'pid %s, Kafka %s' "$pid" "$KAFKA_VERSION"
+}
+
+stop_ours() {
+	local pid
+	pid="$(ours_pid)" || return 0 # exited since ours_running
+	log "stopping our Kafka (pid $pid)"
+	# SIGTERM runs Kafka's controlled shutdown; it takes a few seconds.
+	stop_pid "$pid" 60
 }
 
 cmd_env() {
@@ -357,35 +334,9 @@ cmd_topics() {
 	run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BROKERS" "$@"
 }
 
-main() {
-	local verb=${1:-}
-	case $verb in
-	env)
-		cmd_env
-		return
-		;;
-	topics)
-		shift
-		cmd_topics "$@"
-		return
-		;;
-	up | start | down | stop | restart | status) ;;
-	*)
-		echo "usage: $0 up|down|restart|stop|start|status|env|topics ARGS..." >&2
-		exit 2
-		;;
-	esac
-	# status only reads, so it never waits behind a slow up.
-	if [[ $verb != status ]]; then
-		deps_lock "$STATE_DIR/.lock"
-	fi
-	case $verb in
-	up | start) cmd_up ;;
-	down) cmd_down 0 ;;
-	stop) cmd_down 1 ;;
-	restart) cmd_restart ;;
-	status) cmd_status ;;
-	esac
-}
-
-main "$@"
+if [[ ${1:-} == topics ]]; then
+	shift
+	cmd_topics "$@"
+else
+	deps_main "$@"
+fi

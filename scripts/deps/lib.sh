@@ -2,6 +2,20 @@
 # Shared functions for scripts/deps/*.sh. Source it; it defines functions and a
 # few variables and runs nothing else. Every function is generic so any
 # dependency script can use it.
+#
+# deps_main runs the verbs every dependency script has. The script sets
+#   DEPS_PORT      the port its server listens on, on $DEPS_HOST
+#   DEPS_URL       what up prints and status shows (URL or broker list)
+#   DEPS_PEER      what a server found on the port is called ("server")
+#   DEPS_OURS      what the one it starts is called ("server", "cluster")
+#   DEPS_PID_FILE  its pid file, removed once ours is gone (optional)
+# and defines the hooks
+#   cmd_up, cmd_env  the verbs whose logic is its own
+#   ours_running     true while the server it started runs
+#   ours_detail      print how status describes ours ("pid 42"); fail if not ours
+#   stop_ours        stop ours and wait for it to exit
+#   restart_ours     optional; default: stop, then up
+#   deps_prepare     optional; runs under the lock before every verb but env
 
 # Repository root, from this file's location (scripts/deps/lib.sh).
 DEPS_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -165,5 +179,99 @@ apt_install() {
 	if [[ $rc -ne 0 ]]; then
 		log_tail "$apt_log"
 		die "apt-get install $* failed (exit $rc)"
+	fi
+}
+
+# deps_main VERB : the dispatcher of a dependency script; see the top of this
+# file for what it expects. DEPS_USAGE_EXTRA adds the script's own verbs to
+# the usage line.
+deps_main() {
+	local verb=${1:-}
+	case $verb in
+	env)
+		cmd_env
+		return
+		;;
+	up | start | down | stop | restart | status) ;;
+	*)
+		echo "usage: $0 up|down|restart|stop|start|status|env${DEPS_USAGE_EXTRA:-}" >&2
+		exit 2
+		;;
+	esac
+	# status only reads, so it never waits behind a slow up.
+	if [[ $verb != status ]]; then
+		deps_lock "$(deps_state_dir "$DEPS_NAME")/.lock"
+	fi
+	if declare -F deps_prepare >/dev/null; then
+		deps_prepare
+	fi
+	case $verb in
+	up | start) cmd_up ;;
+	down) deps_down 0 ;;
+	stop) deps_down 1 ;;
+	restart) deps_restart ;;
+	status) deps_status ;;
+	esac
+}
+
+# deps_forget : drop the pid file of a server of ours that is gone.
+deps_forget() {
+	if [[ -n ${DEPS_PID_FILE:-} ]]; then
+		rm -f "$DEPS_PID_FILE"
+	fi
+}
+
+# deps_down STRICT : stop ours; a server someone else started is left alone.
+# With STRICT=1 (stop) that, or a port still open after ours stopped, fails.
+# shellcheck disable=SC2153 # DEPS_PORT is set by the dependency script
+deps_down() {
+	local strict=${1:-0} addr="$DEPS_HOST:$DEPS_PORT"
+	if ours_running; then
+		stop_ours
+		deps_forget
+	elif tcp_open "$DEPS_HOST" "$DEPS_PORT"; then
+		if [[ $strict == 1 ]]; then
+			die "the $DEPS_PEER on $addr was not started by this script; not stopping it"
+		fi
+		log "the $DEPS_PEER on $addr was not started by this script; leaving it running"
+		return 0
+	else
+		deps_forget
+		log "not running"
+		return 0
+	fi
+	if ! wait_tcp_closed "$DEPS_HOST" "$DEPS_PORT" "$DEPS_TIMEOUT" && [[ $strict == 1 ]]; then
+		die "$addr still answers after stopping our $DEPS_OURS"
+	fi
+	log "stopped"
+}
+
+# deps_restart : restart ours, start one when the port is free, and refuse to
+# touch a server someone else started.
+deps_restart() {
+	if ours_running; then
+		if declare -F restart_ours >/dev/null; then
+			restart_ours
+		else
+			deps_down 1
+			cmd_up
+		fi
+	elif tcp_open "$DEPS_HOST" "$DEPS_PORT"; then
+		die "the $DEPS_PEER on $DEPS_HOST:$DEPS_PORT was not started by this script; cannot restart it"
+	else
+		cmd_up
+	fi
+}
+
+# deps_status : one line on stdout; fails when nothing listens on the port.
+deps_status() {
+	local detail
+	if detail="$(ours_detail)" && tcp_open "$DEPS_HOST" "$DEPS_PORT"; then
+		printf '%s: running (started by this script, %s) %s\n' "$DEPS_NAME" "$detail" "$DEPS_URL"
+	elif tcp_open "$DEPS_HOST" "$DEPS_PORT"; then
+		printf '%s: running (not started by this script) %s\n' "$DEPS_NAME" "$DEPS_URL"
+	else
+		printf '%s: not running (%s:%s)\n' "$DEPS_NAME" "$DEPS_HOST" "$DEPS_PORT"
+		return 1
 	fi
 }

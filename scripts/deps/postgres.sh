@@ -22,6 +22,12 @@ PG_URL="postgres://$PG_ROLE:$PG_PASSWORD@$DEPS_HOST:$PG_PORT/$PG_DB?sslmode=disa
 
 STATE_DIR="$(deps_state_dir postgres)"
 
+# For deps_main (lib.sh).
+DEPS_PORT="$PG_PORT"
+DEPS_URL="$PG_URL"
+DEPS_PEER=server
+DEPS_OURS=cluster
+
 # Root cannot run postgres: the cluster belongs to the "postgres" OS user when
 # we are root, else to whoever runs this script.
 # Its superuser has the same name, so peer auth on our socket lets it in.
@@ -83,6 +89,11 @@ init_paths() {
 	# /var/run/postgresql socket for the same port.
 	SOCKET_DIR="$CLUSTER_ROOT/socket"
 	LOG_FILE="$CLUSTER_ROOT/postgres.log"
+}
+
+# deps_prepare : deps_main's hook, run under the lock (cluster_root may chown).
+deps_prepare() {
+	init_paths
 }
 
 # ours_running : true when the cluster under our state dir is up.
@@ -263,92 +274,37 @@ cmd_up() {
 	printf '%s\n' "$PG_URL"
 }
 
-# cmd_down STRICT : stop our cluster; with STRICT=1 fail if the port stays open.
-cmd_down() {
-	local strict=${1:-0} bindir
-	if ours_running; then
-		bindir="$(pg_bindir)"
-		log "stopping our cluster ($DATA_DIR)"
-		if ! as_pg "$bindir/pg_ctl" -D "$DATA_DIR" -m fast -w -t "$DEPS_TIMEOUT" stop >/dev/null; then
-			log_tail "$LOG_FILE"
-			die "postgres did not stop within ${DEPS_TIMEOUT}s"
-		fi
-	elif tcp_open "$DEPS_HOST" "$PG_PORT"; then
-		if [[ $strict == 1 ]]; then
-			die "the server on $DEPS_HOST:$PG_PORT was not started by this script; not stopping it"
-		fi
-		log "the server on $DEPS_HOST:$PG_PORT was not started by this script; leaving it running"
-		return 0
-	else
-		log "not running"
-		return 0
-	fi
-	if ! wait_tcp_closed "$DEPS_HOST" "$PG_PORT" "$DEPS_TIMEOUT" && [[ $strict == 1 ]]; then
-		die "$DEPS_HOST:$PG_PORT still answers after stopping our cluster"
-	fi
-	log "stopped"
+ours_detail() {
+	ours_running && printf 'data %s' "$DATA_DIR"
 }
 
-cmd_restart() {
+stop_ours() {
 	local bindir
-	if ours_running; then
-		bindir="$(pg_bindir)"
-		write_config
-		log "restarting our cluster (pg_ctl restart -m fast)"
-		if ! without_lock as_pg "$bindir/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -m fast -w -t "$DEPS_TIMEOUT" restart >/dev/null; then
-			log_tail "$LOG_FILE"
-			die "postgres did not restart within ${DEPS_TIMEOUT}s"
-		fi
-		wait_tcp "$DEPS_HOST" "$PG_PORT" "$DEPS_TIMEOUT" || die "$DEPS_HOST:$PG_PORT does not answer after restart"
-		log "restarted"
-		printf '%s\n' "$PG_URL"
-	elif tcp_open "$DEPS_HOST" "$PG_PORT"; then
-		die "the server on $DEPS_HOST:$PG_PORT was not started by this script; cannot restart it"
-	else
-		cmd_up
+	bindir="$(pg_bindir)"
+	log "stopping our cluster ($DATA_DIR)"
+	if ! as_pg "$bindir/pg_ctl" -D "$DATA_DIR" -m fast -w -t "$DEPS_TIMEOUT" stop >/dev/null; then
+		log_tail "$LOG_FILE"
+		die "postgres did not stop within ${DEPS_TIMEOUT}s"
 	fi
 }
 
-cmd_status() {
-	if ours_running && tcp_open "$DEPS_HOST" "$PG_PORT"; then
-		printf 'postgres: running (started by this script, data %s) %s\n' "$DATA_DIR" "$PG_URL"
-	elif tcp_open "$DEPS_HOST" "$PG_PORT"; then
-		printf 'postgres: running (not started by this script) %s\n' "$PG_URL"
-	else
-		printf 'postgres: not running (%s:%s)\n' "$DEPS_HOST" "$PG_PORT"
-		return 1
+# restart_ours : pg_ctl restart, which keeps the data and applies a changed config.
+restart_ours() {
+	local bindir
+	bindir="$(pg_bindir)"
+	write_config
+	log "restarting our cluster (pg_ctl restart -m fast)"
+	if ! without_lock as_pg "$bindir/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -m fast -w -t "$DEPS_TIMEOUT" restart >/dev/null; then
+		log_tail "$LOG_FILE"
+		die "postgres did not restart within ${DEPS_TIMEOUT}s"
 	fi
+	wait_tcp "$DEPS_HOST" "$PG_PORT" "$DEPS_TIMEOUT" || die "$DEPS_HOST:$PG_PORT does not answer after restart"
+	log "restarted"
+	printf '%s\n' "$PG_URL"
 }
 
 cmd_env() {
 	printf "export AGGREGATOR_POSTGRES_URL='%s'\n" "$PG_URL"
 }
 
-main() {
-	local verb=${1:-}
-	case $verb in
-	env)
-		cmd_env
-		return
-		;;
-	up | start | down | stop | restart | status) ;;
-	*)
-		echo "usage: $0 up|down|restart|stop|start|status|env" >&2
-		exit 2
-		;;
-	esac
-	# status only reads, so it never waits behind a slow up.
-	if [[ $verb != status ]]; then
-		deps_lock "$STATE_DIR/.lock"
-	fi
-	init_paths
-	case $verb in
-	up | start) cmd_up ;;
-	down) cmd_down 0 ;;
-	stop) cmd_down 1 ;;
-	restart) cmd_restart ;;
-	status) cmd_status ;;
-	esac
-}
-
-main "$@"
+deps_main "$@"

@@ -20,6 +20,13 @@ STATE_DIR="$(deps_state_dir redis)"
 PID_FILE="$STATE_DIR/redis.pid"
 LOG_FILE="$STATE_DIR/redis.log"
 
+# For deps_main (lib.sh).
+DEPS_PORT="$REDIS_PORT"
+DEPS_URL="$REDIS_URL"
+DEPS_PEER=server
+DEPS_OURS=server
+DEPS_PID_FILE="$PID_FILE"
+
 # ours_pid : pid of the server this script started, if it is alive.
 ours_pid() {
 	pidfile_pid "$PID_FILE" "redis-server"
@@ -105,83 +112,26 @@ cmd_up() {
 	printf '%s\n' "$REDIS_URL"
 }
 
-# cmd_down STRICT : stop our server; with STRICT=1 fail if the port stays open.
-cmd_down() {
-	local strict=${1:-0} pid
-	if pid="$(ours_pid)"; then
-		log "stopping our redis-server (pid $pid)"
-		# SHUTDOWN NOSAVE is immediate; SIGTERM is the fallback.
-		timeout 5 redis-cli -h "$DEPS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-		stop_pid "$pid" 30
-		rm -f "$PID_FILE"
-	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
-		if [[ $strict == 1 ]]; then
-			die "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; not stopping it"
-		fi
-		log "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; leaving it running"
-		return 0
-	else
-		rm -f "$PID_FILE"
-		log "not running"
-		return 0
-	fi
-	if ! wait_tcp_closed "$DEPS_HOST" "$REDIS_PORT" "$DEPS_TIMEOUT" && [[ $strict == 1 ]]; then
-		die "$DEPS_HOST:$REDIS_PORT still answers after stopping our server"
-	fi
-	log "stopped"
+ours_running() {
+	ours_pid >/dev/null
 }
 
-cmd_restart() {
-	if ours_pid >/dev/null; then
-		cmd_down 1
-		cmd_up
-	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
-		die "the server on $DEPS_HOST:$REDIS_PORT was not started by this script; cannot restart it"
-	else
-		cmd_up
-	fi
-}
-
-cmd_status() {
+ours_detail() {
 	local pid
-	if pid="$(ours_pid)" && tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
-		printf 'redis: running (started by this script, pid %s) %s\n' "$pid" "$REDIS_URL"
-	elif tcp_open "$DEPS_HOST" "$REDIS_PORT"; then
-		printf 'redis: running (not started by this script) %s\n' "$REDIS_URL"
-	else
-		printf 'redis: not running (%s:%s)\n' "$DEPS_HOST" "$REDIS_PORT"
-		return 1
-	fi
+	pid="$(ours_pid)" && printf 'pid %s' "$pid"
+}
+
+stop_ours() {
+	local pid
+	pid="$(ours_pid)" || return 0 # exited since ours_running
+	log "stopping our redis-server (pid $pid)"
+	# SHUTDOWN NOSAVE is immediate; SIGTERM is the fallback.
+	timeout 5 redis-cli -h "$DEPS_HOST" -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+	stop_pid "$pid" 30
 }
 
 cmd_env() {
 	printf "export AGGREGATOR_REDIS_URL='%s'\n" "$REDIS_URL"
 }
 
-main() {
-	local verb=${1:-}
-	case $verb in
-	env)
-		cmd_env
-		return
-		;;
-	up | start | down | stop | restart | status) ;;
-	*)
-		echo "usage: $0 up|down|restart|stop|start|status|env" >&2
-		exit 2
-		;;
-	esac
-	# status only reads, so it never waits behind a slow up.
-	if [[ $verb != status ]]; then
-		deps_lock "$STATE_DIR/.lock"
-	fi
-	case $verb in
-	up | start) cmd_up ;;
-	down) cmd_down 0 ;;
-	stop) cmd_down 1 ;;
-	restart) cmd_restart ;;
-	status) cmd_status ;;
-	esac
-}
-
-main "$@"
+deps_main "$@"

@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,57 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 )
-
-// jaegerURLs are the query API and the OTLP/HTTP endpoint of the Jaeger the
-// test exports to (scripts/deps/jaeger.sh up starts one on 127.0.0.1).
-func jaegerURLs() (api, otlp string) {
-	api, otlp = os.Getenv("AGGREGATOR_TEST_JAEGER_URL"), os.Getenv("AGGREGATOR_TEST_OTLP_ENDPOINT")
-	if api == "" {
-		api = "http://127.0.0.1:16686"
-	}
-	if otlp == "" {
-		otlp = "http://127.0.0.1:4318"
-	}
-	return strings.TrimRight(api, "/"), otlp
-}
-
-// jaegerTrace is the part of Jaeger's /api/traces/<id> answer the test reads.
-type jaegerTrace struct {
-	Spans     []jaegerSpan `json:"spans"`
-	Processes map[string]struct {
-		ServiceName string `json:"serviceName"`
-	} `json:"processes"`
-}
-
-type jaegerSpan struct {
-	TraceID       string `json:"traceID"`
-	SpanID        string `json:"spanID"`
-	OperationName string `json:"operationName"`
-	References    []struct {
-		RefType string `json:"refType"`
-		SpanID  string `json:"spanID"`
-	} `json:"references"`
-	ProcessID string     `json:"processID"`
-	Tags      []jaegerKV `json:"tags"`
-	Logs      []struct {
-		Fields []jaegerKV `json:"fields"`
-	} `json:"logs"`
-}
-
-type jaegerKV struct {
-	Key   string `json:"key"`
-	Value any    `json:"value"`
-}
-
-func tag(kvs []jaegerKV, key string) string {
-	for _, kv := range kvs {
-		if kv.Key == key {
-			return fmt.Sprint(kv.Value)
-		}
-	}
-	return ""
-}
 
 // syncBuffer collects a child's output while the test reads it.
 type syncBuffer struct {
@@ -99,14 +51,7 @@ func randomHex(t *testing.T, n int) string {
 // POST /publish server span, the batch span under it with its claim and
 // persist children, all of service "aggregator"; the logs carry the trace id.
 func TestTraceInJaeger(t *testing.T) {
-	api, otlp := jaegerURLs()
-	probe := &http.Client{Timeout: 3 * time.Second}
-	resp, err := probe.Get(api + "/api/services")
-	if err != nil {
-		t.Fatalf("Jaeger's query API at %s does not answer (%v); start Jaeger with scripts/deps/jaeger.sh up, "+
-			"or point AGGREGATOR_TEST_JAEGER_URL and AGGREGATOR_TEST_OTLP_ENDPOINT at one", api, err)
-	}
-	resp.Body.Close()
+	api, otlp := testdeps.JaegerURLs(t)
 
 	bin := buildBinary(t)
 	addr := freeAddr(t)
@@ -153,7 +98,7 @@ func TestTraceInJaeger(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, c.base+"/publish", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("traceparent", "00-"+traceID+"-"+parentID+"-01")
-	resp, err = c.http.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
@@ -165,44 +110,32 @@ func TestTraceInJaeger(t *testing.T) {
 
 	// Poll Jaeger until the trace holds every span the test expects.
 	want := []string{"POST /publish", "process batch", "claim", "persist", "mark done"}
-	var tr jaegerTrace
-	var last string
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		tr, last = fetchTrace(probe, api, traceID)
-		if hasAll(tr, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Jaeger has no trace %s with spans %v after 30 s; last answer: %.2000s", traceID, want, last)
-		}
-		time.Sleep(250 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tr, err := testdeps.PollTrace(ctx, api, traceID, 250*time.Millisecond, func(tr *testdeps.JaegerTrace) bool {
+		return !slices.ContainsFunc(want, func(n string) bool { return len(tr.ByName(n)) == 0 })
+	})
+	if err != nil {
+		t.Fatalf("Jaeger has no trace %s with spans %v after 30 s: %v", traceID, want, err)
 	}
 
 	byName := map[string]int{}
 	for i, s := range tr.Spans {
 		byName[s.OperationName] = i
-		if svc := tr.Processes[s.ProcessID].ServiceName; svc != "aggregator" {
+		if svc := tr.Service(&s); svc != "aggregator" {
 			t.Errorf("span %q of service %q, want aggregator", s.OperationName, svc)
 		}
 		if s.TraceID != traceID {
 			t.Errorf("span %q in trace %s", s.OperationName, s.TraceID)
 		}
 	}
-	parentOf := func(name string) string {
-		for _, r := range tr.Spans[byName[name]].References {
-			if r.RefType == "CHILD_OF" {
-				return r.SpanID
-			}
-		}
-		return ""
-	}
+	parentOf := func(name string) string { return tr.Spans[byName[name]].Parent() }
 	pub := tr.Spans[byName["POST /publish"]]
 	batch := tr.Spans[byName["process batch"]]
 	if got := parentOf("POST /publish"); got != parentID {
 		t.Errorf("POST /publish parent %q, want the caller's span %s", got, parentID)
 	}
-	if k := tag(pub.Tags, "span.kind"); k != "server" {
+	if k := pub.Tag("span.kind"); k != "server" {
 		t.Errorf("POST /publish kind %q", k)
 	}
 	if got := parentOf("process batch"); got != pub.SpanID {
@@ -213,15 +146,15 @@ func TestTraceInJaeger(t *testing.T) {
 			t.Errorf("%s parent %q, want the batch span %s", child, got, batch.SpanID)
 		}
 	}
-	if n := tag(batch.Tags, "messaging.batch.message_count"); n != "3" {
+	if n := batch.Tag("messaging.batch.message_count"); n != "3" {
 		t.Errorf("batch size tag %q, want 3", n)
 	}
-	if n := tag(batch.Tags, "aggregator.batch.duplicates"); n != "1" {
+	if n := batch.Tag("aggregator.batch.duplicates"); n != "1" {
 		t.Errorf("duplicates tag %q, want 1", n)
 	}
 	var dupEvent bool
 	for _, l := range batch.Logs {
-		if tag(l.Fields, "aggregator.duplicate.reason") == "repeated in batch" && tag(l.Fields, "aggregator.duplicate.count") == "1" {
+		if l.Field("aggregator.duplicate.reason") == "repeated in batch" && l.Field("aggregator.duplicate.count") == "1" {
 			dupEvent = true
 		}
 	}
@@ -230,13 +163,11 @@ func TestTraceInJaeger(t *testing.T) {
 	}
 
 	// Probes are never traced.
-	var ops struct {
-		Data []string `json:"data"`
-	}
-	if err := getJSON(probe, api+"/api/services/aggregator/operations", &ops); err != nil {
+	ops, err := testdeps.JaegerOperations(t.Context(), api, "aggregator")
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range ops.Data {
+	for _, op := range ops {
 		if strings.Contains(op, "/readyz") || strings.Contains(op, "/healthz") || strings.Contains(op, "/metrics") {
 			t.Errorf("probe traced: operation %q", op)
 		}
@@ -266,46 +197,4 @@ func TestTraceInJaeger(t *testing.T) {
 	if !dupLine || !summary {
 		t.Errorf("logs with trace_id %s: duplicate line %v, batch summary %v", traceID, dupLine, summary)
 	}
-}
-
-// fetchTrace asks Jaeger for one trace; an empty trace while it is not there.
-func fetchTrace(c *http.Client, api, traceID string) (jaegerTrace, string) {
-	resp, err := c.Get(api + "/api/traces/" + traceID)
-	if err != nil {
-		return jaegerTrace{}, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var out struct {
-		Data []jaegerTrace `json:"data"`
-	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil || len(out.Data) != 1 {
-		return jaegerTrace{}, fmt.Sprintf("%d %s", resp.StatusCode, body)
-	}
-	return out.Data[0], string(body)
-}
-
-func hasAll(tr jaegerTrace, names []string) bool {
-	for _, n := range names {
-		if !slices.ContainsFunc(tr.Spans, func(s jaegerSpan) bool { return s.OperationName == n }) {
-			return false
-		}
-	}
-	return true
-}
-
-func getJSON(c *http.Client, url string, v any) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	return nil
 }

@@ -7,183 +7,41 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 )
-
-// jaegerURLs are the query API and the OTLP/HTTP endpoint of the Jaeger the
-// services export to (scripts/deps/jaeger.sh up starts one on 127.0.0.1).
-func jaegerURLs() (api, otlp string) {
-	api, otlp = os.Getenv("AGGREGATOR_TEST_JAEGER_URL"), os.Getenv("AGGREGATOR_TEST_OTLP_ENDPOINT")
-	if api == "" {
-		api = "http://127.0.0.1:16686"
-	}
-	if otlp == "" {
-		otlp = "http://127.0.0.1:4318"
-	}
-	return strings.TrimRight(api, "/"), otlp
-}
-
-// jaegerTrace is the part of Jaeger's /api/traces answers the test reads.
-type jaegerTrace struct {
-	TraceID   string       `json:"traceID"`
-	Spans     []jaegerSpan `json:"spans"`
-	Processes map[string]struct {
-		ServiceName string `json:"serviceName"`
-	} `json:"processes"`
-}
-
-type jaegerSpan struct {
-	TraceID       string      `json:"traceID"`
-	SpanID        string      `json:"spanID"`
-	OperationName string      `json:"operationName"`
-	References    []jaegerRef `json:"references"`
-	ProcessID     string      `json:"processID"`
-	Tags          []jaegerKV  `json:"tags"`
-}
-
-type jaegerRef struct {
-	RefType string `json:"refType"` // CHILD_OF, or FOLLOWS_FROM for a span link
-	TraceID string `json:"traceID"`
-	SpanID  string `json:"spanID"`
-}
-
-type jaegerKV struct {
-	Key   string `json:"key"`
-	Value any    `json:"value"`
-}
-
-func (s *jaegerSpan) tag(key string) string {
-	for _, kv := range s.Tags {
-		if kv.Key == key {
-			return fmt.Sprint(kv.Value)
-		}
-	}
-	return ""
-}
-
-// parent is the span's CHILD_OF reference, "" for a root.
-func (s *jaegerSpan) parent() string {
-	for _, r := range s.References {
-		if r.RefType == "CHILD_OF" {
-			return r.SpanID
-		}
-	}
-	return ""
-}
-
-func (s *jaegerSpan) linksTo(traceID, spanID string) bool {
-	return slices.Contains(s.References, jaegerRef{RefType: "FOLLOWS_FROM", TraceID: traceID, SpanID: spanID})
-}
 
 // dbSystem is the database a client span talks to: otelpgx writes the newer
 // db.system.name, redisotel the older db.system.
-func (s *jaegerSpan) dbSystem() string {
-	if v := s.tag("db.system.name"); v != "" {
+func dbSystem(s *testdeps.JaegerSpan) string {
+	if v := s.Tag("db.system.name"); v != "" {
 		return v
 	}
-	return s.tag("db.system")
-}
-
-func (tr *jaegerTrace) service(s *jaegerSpan) string { return tr.Processes[s.ProcessID].ServiceName }
-
-func (tr *jaegerTrace) byName(name string) []*jaegerSpan {
-	var out []*jaegerSpan
-	for i := range tr.Spans {
-		if tr.Spans[i].OperationName == name {
-			out = append(out, &tr.Spans[i])
-		}
-	}
-	return out
-}
-
-// descendants returns the spans below id in the trace, at any depth.
-func (tr *jaegerTrace) descendants(id string) []*jaegerSpan {
-	var out []*jaegerSpan
-	below := map[string]bool{id: true}
-	for grew := true; grew; {
-		grew = false
-		for i := range tr.Spans {
-			s := &tr.Spans[i]
-			if !below[s.SpanID] && below[s.parent()] {
-				below[s.SpanID] = true
-				out = append(out, s)
-				grew = true
-			}
-		}
-	}
-	return out
+	return s.Tag("db.system")
 }
 
 // describe lists the trace's spans for a failure message.
-func (tr *jaegerTrace) describe() string {
+func describe(tr *testdeps.JaegerTrace) string {
 	var b strings.Builder
 	for i := range tr.Spans {
 		s := &tr.Spans[i]
 		fmt.Fprintf(&b, "\n  %s %q service=%s kind=%s parent=%s refs=%v db=%s",
-			s.SpanID, s.OperationName, tr.service(s), s.tag("span.kind"), s.parent(), s.References, s.dbSystem())
+			s.SpanID, s.OperationName, tr.Service(s), s.Tag("span.kind"), s.Parent(), s.References, dbSystem(s))
 	}
 	return b.String()
 }
 
-// jaeger is a client of Jaeger's query API.
-type jaeger struct {
-	api  string
-	http *http.Client
-}
-
-// needJaeger fails the test, never skips it, when Jaeger does not answer.
-func needJaeger(t *testing.T) (*jaeger, string) {
-	t.Helper()
-	api, otlp := jaegerURLs()
-	j := &jaeger{api: api, http: &http.Client{Timeout: 5 * time.Second}}
-	var svcs struct{ Data []string }
-	if err := j.get(t.Context(), "/api/services", &svcs); err != nil {
-		t.Fatalf("Jaeger's query API at %s does not answer (%v); start Jaeger with scripts/deps/jaeger.sh up, "+
-			"or point AGGREGATOR_TEST_JAEGER_URL and AGGREGATOR_TEST_OTLP_ENDPOINT at one", api, err)
-	}
-	return j, otlp
-}
-
-func (j *jaeger) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.api+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := j.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s %.300s", path, resp.Status, body)
-	}
-	return json.Unmarshal(body, v)
-}
-
-// trace returns one trace; an error while Jaeger does not know it (404).
-func (j *jaeger) trace(ctx context.Context, id string) (jaegerTrace, error) {
-	var out struct{ Data []jaegerTrace }
-	if err := j.get(ctx, "/api/traces/"+id, &out); err != nil {
-		return jaegerTrace{}, err
-	}
-	if len(out.Data) != 1 {
-		return jaegerTrace{}, fmt.Errorf("trace %s: %d traces in the answer", id, len(out.Data))
-	}
-	return out.Data[0], nil
-}
-
-// search returns the traces of service holding an operation with the tags.
-func (j *jaeger) search(ctx context.Context, service, operation string, tags map[string]string) ([]jaegerTrace, error) {
+// searchTraces returns the traces of service holding an operation with the tags.
+func searchTraces(ctx context.Context, api, service, operation string, tags map[string]string) ([]testdeps.JaegerTrace, error) {
 	tj, _ := json.Marshal(tags)
 	q := url.Values{"service": {service}, "operation": {operation}, "tags": {string(tj)},
 		"lookback": {"1h"}, "limit": {"100"}}
-	var out struct{ Data []jaegerTrace }
-	err := j.get(ctx, "/api/traces?"+q.Encode(), &out)
+	var out struct{ Data []testdeps.JaegerTrace }
+	err := testdeps.JaegerGet(ctx, api, "/api/traces?"+q.Encode(), &out)
 	return out.Data, err
 }
 
@@ -225,7 +83,7 @@ const traceTimeout = 60 * time.Second
 // under them and Redis and Postgres client spans under those; a GET /stats
 // on query holds its Postgres spans. Each span carries its service's name.
 func TestTracingAcrossServices(t *testing.T) {
-	j, otlp := needJaeger(t)
+	api, otlp := testdeps.JaegerURLs(t)
 	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
 	defer cancel()
 	s := newStack(t, stackOptions{workers: 1})
@@ -252,34 +110,33 @@ func TestTracingAcrossServices(t *testing.T) {
 
 	// Ingest: the server span under the caller's, the produce span under it.
 	produceName := "publish " + s.topic
-	var tr jaegerTrace
 	wctx, wcancel := context.WithTimeout(ctx, traceTimeout)
 	defer wcancel()
-	if !waitFor(wctx, 250*time.Millisecond, func() bool {
-		tr, err = j.trace(wctx, traceID)
-		return err == nil && len(tr.byName("POST /publish")) > 0 && len(tr.byName(produceName)) > 0
-	}) {
+	tr, err := testdeps.PollTrace(wctx, api, traceID, 250*time.Millisecond, func(tr *testdeps.JaegerTrace) bool {
+		return len(tr.ByName("POST /publish")) > 0 && len(tr.ByName(produceName)) > 0
+	})
+	if err != nil {
 		t.Fatalf("Jaeger has no trace %s with %q and %q after %v (last: %v)%s",
-			traceID, "POST /publish", produceName, traceTimeout, err, tr.describe())
+			traceID, "POST /publish", produceName, traceTimeout, err, describe(&tr))
 	}
-	t.Logf("publish trace %s:%s", traceID, tr.describe())
-	pub, produce := tr.byName("POST /publish")[0], tr.byName(produceName)[0]
-	if n := len(tr.byName("POST /publish")); n != 1 {
+	t.Logf("publish trace %s:%s", traceID, describe(&tr))
+	pub, produce := tr.ByName("POST /publish")[0], tr.ByName(produceName)[0]
+	if n := len(tr.ByName("POST /publish")); n != 1 {
 		t.Errorf("%d POST /publish spans, want 1", n)
 	}
-	if svc := tr.service(pub); svc != "ingest" {
+	if svc := tr.Service(pub); svc != "ingest" {
 		t.Errorf("POST /publish of service %q, want ingest", svc)
 	}
-	if k := pub.tag("span.kind"); k != "server" {
+	if k := pub.Tag("span.kind"); k != "server" {
 		t.Errorf("POST /publish kind %q, want server", k)
 	}
-	if p := pub.parent(); p != callerID {
+	if p := pub.Parent(); p != callerID {
 		t.Errorf("POST /publish parent %q, want the caller's span %s", p, callerID)
 	}
-	if svc := tr.service(produce); svc != "ingest" {
+	if svc := tr.Service(produce); svc != "ingest" {
 		t.Errorf("%s of service %q, want ingest", produceName, svc)
 	}
-	if p := produce.parent(); p != pub.SpanID {
+	if p := produce.Parent(); p != pub.SpanID {
 		t.Errorf("%s parent %q, want the POST /publish span %s", produceName, p, pub.SpanID)
 	}
 	for k, want := range map[string]string{
@@ -288,7 +145,7 @@ func TestTracingAcrossServices(t *testing.T) {
 		"messaging.destination.name":    s.topic,
 		"messaging.batch.message_count": "3",
 	} {
-		if got := produce.tag(k); got != want {
+		if got := produce.Tag(k); got != want {
 			t.Errorf("%s: %s = %q, want %q", produceName, k, got, want)
 		}
 	}
@@ -296,12 +153,12 @@ func TestTracingAcrossServices(t *testing.T) {
 	// Worker: the batch spans linked to the produce span. Records of two
 	// keys may land on two partitions, so one or two batches; together they
 	// hold the three records and the one duplicate.
-	var batches []*jaegerSpan
-	var batchTraces []jaegerTrace
+	var batches []*testdeps.JaegerSpan
+	var batchTraces []testdeps.JaegerTrace
 	received, duplicates := 0, 0
 	if !waitFor(wctx, 500*time.Millisecond, func() bool {
-		var trs []jaegerTrace
-		trs, err = j.search(wctx, "worker", "process batch", map[string]string{"messaging.destination.name": s.topic})
+		var trs []testdeps.JaegerTrace
+		trs, err = searchTraces(wctx, api, "worker", "process batch", map[string]string{"messaging.destination.name": s.topic})
 		if err != nil {
 			return false
 		}
@@ -309,21 +166,21 @@ func TestTracingAcrossServices(t *testing.T) {
 		for _, bt := range trs {
 			// The search answers whole traces: fetch each again once its
 			// children have arrived too.
-			for _, b := range bt.byName("process batch") {
-				if !b.linksTo(traceID, produce.SpanID) {
+			for _, b := range bt.ByName("process batch") {
+				if !b.LinksTo(traceID, produce.SpanID) {
 					continue
 				}
-				full, ferr := j.trace(wctx, bt.TraceID)
+				full, ferr := testdeps.FetchTrace(wctx, api, bt.TraceID)
 				if ferr != nil {
 					err = ferr
 					return false
 				}
 				batchTraces = append(batchTraces, full)
-				for _, fb := range full.byName("process batch") {
+				for _, fb := range full.ByName("process batch") {
 					if fb.SpanID == b.SpanID {
 						batches = append(batches, fb)
-						received += atoi(fb.tag("messaging.batch.message_count"))
-						duplicates += atoi(fb.tag("aggregator.batch.duplicates"))
+						received += atoi(fb.Tag("messaging.batch.message_count"))
+						duplicates += atoi(fb.Tag("aggregator.batch.duplicates"))
 					}
 				}
 			}
@@ -332,7 +189,7 @@ func TestTracingAcrossServices(t *testing.T) {
 	}) {
 		var desc string
 		for _, bt := range batchTraces {
-			desc += bt.describe()
+			desc += describe(&bt)
 		}
 		t.Fatalf("Jaeger has no complete worker batch spans linked to the produce span %s of trace %s after %v "+
 			"(%d linked, %d records; last error %v):%s", produce.SpanID, traceID, traceTimeout, len(batches), received, err, desc)
@@ -342,7 +199,7 @@ func TestTracingAcrossServices(t *testing.T) {
 	}
 	for i, b := range batches {
 		bt := &batchTraces[i]
-		t.Logf("worker trace %s:%s", bt.TraceID, bt.describe())
+		t.Logf("worker trace %s:%s", bt.TraceID, describe(bt))
 		checkBatch(t, bt, b, s.topic)
 	}
 
@@ -361,45 +218,45 @@ func TestTracingAcrossServices(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /stats: %s", resp.Status)
 	}
-	var stats *jaegerSpan
-	var pg []*jaegerSpan
+	var stats *testdeps.JaegerSpan
+	var pg []*testdeps.JaegerSpan
 	wctx2, wcancel2 := context.WithTimeout(ctx, traceTimeout)
 	defer wcancel2()
-	if !waitFor(wctx2, 250*time.Millisecond, func() bool {
-		tr, err = j.trace(wctx2, traceID)
-		if err != nil || len(tr.byName("GET /stats")) == 0 {
+	tr, err = testdeps.PollTrace(wctx2, api, traceID, 250*time.Millisecond, func(tr *testdeps.JaegerTrace) bool {
+		if len(tr.ByName("GET /stats")) == 0 {
 			return false
 		}
-		stats = tr.byName("GET /stats")[0]
-		pg = dbSpans(tr.descendants(stats.SpanID), "postgresql")
+		stats = tr.ByName("GET /stats")[0]
+		pg = dbSpans(tr.Descendants(stats.SpanID), "postgresql")
 		return len(pg) > 0
-	}) {
+	})
+	if err != nil {
 		t.Fatalf("Jaeger has no trace %s with GET /stats and a Postgres span under it after %v (last: %v)%s",
-			traceID, traceTimeout, err, tr.describe())
+			traceID, traceTimeout, err, describe(&tr))
 	}
-	t.Logf("stats trace %s:%s", traceID, tr.describe())
-	if svc := tr.service(stats); svc != "query" {
+	t.Logf("stats trace %s:%s", traceID, describe(&tr))
+	if svc := tr.Service(stats); svc != "query" {
 		t.Errorf("GET /stats of service %q, want query", svc)
 	}
-	if k := stats.tag("span.kind"); k != "server" {
+	if k := stats.Tag("span.kind"); k != "server" {
 		t.Errorf("GET /stats kind %q, want server", k)
 	}
-	if p := stats.parent(); p != callerID {
+	if p := stats.Parent(); p != callerID {
 		t.Errorf("GET /stats parent %q, want the caller's span %s", p, callerID)
 	}
 	for _, sp := range pg {
-		if svc := tr.service(sp); svc != "query" || sp.tag("span.kind") != "client" {
-			t.Errorf("Postgres span %q: service %q, kind %q; want query, client", sp.OperationName, svc, sp.tag("span.kind"))
+		if svc := tr.Service(sp); svc != "query" || sp.Tag("span.kind") != "client" {
+			t.Errorf("Postgres span %q: service %q, kind %q; want query, client", sp.OperationName, svc, sp.Tag("span.kind"))
 		}
 	}
 
 	// Probes and scrapes are never traced.
 	for _, svc := range []string{"ingest", "worker", "query"} {
-		var ops struct{ Data []string }
-		if err := j.get(ctx, "/api/services/"+svc+"/operations", &ops); err != nil {
+		ops, err := testdeps.JaegerOperations(ctx, api, svc)
+		if err != nil {
 			t.Fatal(err)
 		}
-		for _, op := range ops.Data {
+		for _, op := range ops {
 			if strings.Contains(op, "/readyz") || strings.Contains(op, "/healthz") || strings.Contains(op, "/metrics") {
 				t.Errorf("%s traced a probe: operation %q", svc, op)
 			}
@@ -409,18 +266,18 @@ func TestTracingAcrossServices(t *testing.T) {
 
 // batchesComplete reports whether each batch span has its stage children
 // and their Redis and Postgres spans in Jaeger.
-func batchesComplete(trs []jaegerTrace, batches []*jaegerSpan) bool {
+func batchesComplete(trs []testdeps.JaegerTrace, batches []*testdeps.JaegerSpan) bool {
 	for i, b := range batches {
 		tr := &trs[i]
-		stages := map[string]*jaegerSpan{}
-		for _, c := range tr.descendants(b.SpanID) {
-			if c.parent() == b.SpanID {
+		stages := map[string]*testdeps.JaegerSpan{}
+		for _, c := range tr.Descendants(b.SpanID) {
+			if c.Parent() == b.SpanID {
 				stages[c.OperationName] = c
 			}
 		}
 		for name, db := range map[string]string{"claim": "redis", "persist": "postgresql", "mark done": "redis"} {
 			st := stages[name]
-			if st == nil || len(dbSpans(tr.descendants(st.SpanID), db)) == 0 {
+			if st == nil || len(dbSpans(tr.Descendants(st.SpanID), db)) == 0 {
 				return false
 			}
 		}
@@ -429,12 +286,12 @@ func batchesComplete(trs []jaegerTrace, batches []*jaegerSpan) bool {
 }
 
 // checkBatch asserts what DESIGN.md §6 wants of a worker batch span.
-func checkBatch(t *testing.T, tr *jaegerTrace, b *jaegerSpan, topic string) {
+func checkBatch(t *testing.T, tr *testdeps.JaegerTrace, b *testdeps.JaegerSpan, topic string) {
 	t.Helper()
-	if svc := tr.service(b); svc != "worker" {
+	if svc := tr.Service(b); svc != "worker" {
 		t.Errorf("process batch of service %q, want worker", svc)
 	}
-	if p := b.parent(); p != "" {
+	if p := b.Parent(); p != "" {
 		t.Errorf("process batch has parent %s; want a root span that links to its producers", p)
 	}
 	for k, want := range map[string]string{
@@ -443,43 +300,43 @@ func checkBatch(t *testing.T, tr *jaegerTrace, b *jaegerSpan, topic string) {
 		"messaging.operation.type":   "process",
 		"messaging.destination.name": topic,
 	} {
-		if got := b.tag(k); got != want {
+		if got := b.Tag(k); got != want {
 			t.Errorf("process batch: %s = %q, want %q", k, got, want)
 		}
 	}
-	if b.tag("messaging.destination.partition.id") == "" {
+	if b.Tag("messaging.destination.partition.id") == "" {
 		t.Errorf("process batch without messaging.destination.partition.id")
 	}
-	for _, sp := range tr.descendants(b.SpanID) {
-		if svc := tr.service(sp); svc != "worker" {
+	for _, sp := range tr.Descendants(b.SpanID) {
+		if svc := tr.Service(sp); svc != "worker" {
 			t.Errorf("span %q under the batch of service %q, want worker", sp.OperationName, svc)
 		}
-		if db := sp.dbSystem(); db != "" && sp.tag("span.kind") != "client" {
-			t.Errorf("%s span %q of kind %q, want client", db, sp.OperationName, sp.tag("span.kind"))
+		if db := dbSystem(sp); db != "" && sp.Tag("span.kind") != "client" {
+			t.Errorf("%s span %q of kind %q, want client", db, sp.OperationName, sp.Tag("span.kind"))
 		}
 	}
 	// Redis and Postgres spans sit under the stage that made the calls.
-	for _, c := range tr.descendants(b.SpanID) {
-		if c.parent() != b.SpanID {
+	for _, c := range tr.Descendants(b.SpanID) {
+		if c.Parent() != b.SpanID {
 			continue
 		}
 		switch c.OperationName {
 		case "claim", "mark done":
-			if got := dbSpans(tr.descendants(c.SpanID), "postgresql"); len(got) > 0 {
+			if got := dbSpans(tr.Descendants(c.SpanID), "postgresql"); len(got) > 0 {
 				t.Errorf("%s holds Postgres spans: %q", c.OperationName, got[0].OperationName)
 			}
 		case "persist":
-			if got := dbSpans(tr.descendants(c.SpanID), "redis"); len(got) > 0 {
+			if got := dbSpans(tr.Descendants(c.SpanID), "redis"); len(got) > 0 {
 				t.Errorf("persist holds Redis spans: %q", got[0].OperationName)
 			}
 		}
 	}
 }
 
-func dbSpans(spans []*jaegerSpan, system string) []*jaegerSpan {
-	var out []*jaegerSpan
+func dbSpans(spans []*testdeps.JaegerSpan, system string) []*testdeps.JaegerSpan {
+	var out []*testdeps.JaegerSpan
 	for _, s := range spans {
-		if s.dbSystem() == system {
+		if dbSystem(s) == system {
 			out = append(out, s)
 		}
 	}
