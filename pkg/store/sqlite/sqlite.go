@@ -27,20 +27,17 @@ var migrations embed.FS
 
 // Store persists batches into SQLite and reads them back. One goroutine
 // writes: concurrent Persist calls queue up and each transaction commits all
-// that waited (group commit), so the single writer pays one commit, and one
-// fsync, for many callers.
+// that waited (group commit), so the single writer pays one commit for many
+// callers.
 type Store struct {
 	w, r *sql.DB
 	ins  *sql.Stmt
 
-	cp *sql.DB // checkpoints the WAL beside the writer
-
-	queue        chan *pending
-	closing      chan struct{}
-	written      chan struct{} // closed when the writer has stopped
-	checkpointed chan struct{} // closed when the checkpointer has stopped
-	closeOnce    sync.Once
-	commits      atomic.Int64 // transactions committed, for tests
+	queue     chan *pending
+	closing   chan struct{}
+	written   chan struct{} // closed when the writer has stopped
+	closeOnce sync.Once
+	commits   atomic.Int64 // transactions committed, for tests
 	// beforeCommit, when set by a test, runs before each group's transaction.
 	beforeCommit func()
 }
