@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -111,8 +112,8 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-	ins := tx.StmtContext(ctx, s.ins)
-	now := time.Now().UnixMicro()
+	ins := &inserter{one: tx.StmtContext(ctx, s.ins), many: tx.StmtContext(ctx, s.insMany), tx: tx,
+		now: time.Now().UnixMicro()}
 	counts := map[shardTopic]*event.Counts{}
 	outs := make([]outcome, len(group))
 	for i, p := range group {
@@ -132,20 +133,13 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 			}
 		}
 		isNew := make([]bool, len(b.Events))
+		if err := ins.insert(ctx, b.Events, isNew); err != nil {
+			return nil, err
+		}
 		for j := range b.Events {
-			e := &b.Events[j]
-			res, err := ins.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), now)
-			if err != nil {
-				return nil, fmt.Errorf("insert event: %w", err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return nil, fmt.Errorf("insert event: %w", err)
-			}
-			c := count(e.Topic)
+			c := count(b.Events[j].Topic)
 			c.Received++
-			if n == 1 {
-				isNew[j] = true
+			if isNew[j] {
 				c.Unique++
 			} else {
 				c.Duplicates++
@@ -222,4 +216,96 @@ func recordOffset(ctx context.Context, tx execer, o *process.Offset) (fenced boo
 		return false, fmt.Errorf("record offset: %w", err)
 	}
 	return n != 1, nil
+}
+
+// rowsPerInsert is how many events one multi-row INSERT carries: one
+// statement per row costs more in database/sql than in SQLite itself.
+const rowsPerInsert = 32
+
+// insertMany is the multi-row INSERT of rowsPerInsert events.
+var insertMany = "INSERT INTO events (topic, event_id, ts, source, payload, processed_at) VALUES " +
+	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rowsPerInsert), ", ") +
+	" ON CONFLICT (topic, event_id) DO NOTHING"
+
+// inserter inserts a batch's events (distinct keys) and tells which were new.
+type inserter struct {
+	one, many *sql.Stmt
+	tx        *sql.Tx
+	now       int64
+	args      []any
+}
+
+func (in *inserter) insert(ctx context.Context, events []event.Event, isNew []bool) error {
+	j := 0
+	for ; j+rowsPerInsert <= len(events); j += rowsPerInsert {
+		if err := in.chunk(ctx, events[j:j+rowsPerInsert], isNew[j:j+rowsPerInsert]); err != nil {
+			return err
+		}
+	}
+	for ; j < len(events); j++ {
+		e := &events[j]
+		res, err := in.one.ExecContext(ctx, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), in.now)
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		isNew[j] = n == 1
+	}
+	return nil
+}
+
+// chunk inserts rowsPerInsert events in one statement. Rows inserted by one
+// statement get consecutive rowids ending at the last insert rowid (the
+// table is never deleted from), so when only some were new, the new ones are
+// read back by that rowid range.
+func (in *inserter) chunk(ctx context.Context, events []event.Event, isNew []bool) error {
+	in.args = in.args[:0]
+	for i := range events {
+		e := &events[i]
+		in.args = append(in.args, e.Topic, e.EventID, e.Timestamp.UnixMicro(), e.Source, []byte(e.Payload), in.now)
+	}
+	res, err := in.many.ExecContext(ctx, in.args...)
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	switch {
+	case n == int64(len(events)):
+		for i := range isNew {
+			isNew[i] = true
+		}
+		return nil
+	case n == 0:
+		return nil
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	rows, err := in.tx.QueryContext(ctx, `SELECT topic, event_id FROM events WHERE seq > ? AND seq <= ?`, last-n, last)
+	if err != nil {
+		return fmt.Errorf("read back new events: %w", err)
+	}
+	defer rows.Close()
+	fresh := make(map[event.Key]bool, n)
+	for rows.Next() {
+		var k event.Key
+		if err := rows.Scan(&k.Topic, &k.EventID); err != nil {
+			return fmt.Errorf("read back new events: %w", err)
+		}
+		fresh[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read back new events: %w", err)
+	}
+	for i := range events {
+		isNew[i] = fresh[events[i].Key()]
+	}
+	return nil
 }

@@ -186,3 +186,56 @@ func TestCloseCommitsQueuedAndRefusesLater(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestMultiRowInsertTellsNewFromOld: chunks where only some events are new
+// (the rest stored before) report each event exactly, across topics.
+func TestMultiRowInsertTellsNewFromOld(t *testing.T) {
+	s := openTest(t)
+	ev := func(i int) event.Event {
+		return event.Event{Topic: fmt.Sprintf("t%d", i%3), EventID: fmt.Sprint(i),
+			Timestamp: time.Unix(0, 0).UTC(), Source: "s", Payload: []byte(`{}`)}
+	}
+	var evens process.Batch
+	for i := 0; i < 2*rowsPerInsert+6; i += 2 {
+		evens.Events = append(evens.Events, ev(i))
+	}
+	if _, err := s.Persist(t.Context(), &evens); err != nil {
+		t.Fatal(err)
+	}
+	var all process.Batch
+	for i := range 2*rowsPerInsert + 7 {
+		all.Events = append(all.Events, ev(i))
+	}
+	got, err := s.Persist(t.Context(), &all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, isNew := range got.New {
+		if want := i%2 == 1 || i >= 2*rowsPerInsert+6; isNew != want {
+			t.Fatalf("event %d: new=%v, want %v", i, isNew, want)
+		}
+	}
+	// A chunk of only stored events, and one of only new ones.
+	var again, fresh process.Batch
+	for i := range rowsPerInsert {
+		again.Events = append(again.Events, ev(i))
+		fresh.Events = append(fresh.Events, ev(1000+i))
+	}
+	for _, c := range []struct {
+		b    *process.Batch
+		want bool
+	}{{&again, false}, {&fresh, true}} {
+		got, err := s.Persist(t.Context(), c.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, isNew := range got.New {
+			if isNew != c.want {
+				t.Fatalf("event %d: new=%v, want %v", i, isNew, c.want)
+			}
+		}
+	}
+	if rows, _ := s.Rows(t.Context()); rows != int64(2*rowsPerInsert+7+rowsPerInsert) {
+		t.Fatalf("%d rows", rows)
+	}
+}

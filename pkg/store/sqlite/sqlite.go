@@ -30,8 +30,9 @@ var migrations embed.FS
 // that waited (group commit), so the single writer pays one commit for many
 // callers.
 type Store struct {
-	w, r *sql.DB
-	ins  *sql.Stmt
+	w, r    *sql.DB
+	ins     *sql.Stmt // one event
+	insMany *sql.Stmt // rowsPerInsert events
 
 	queue     chan *pending
 	closing   chan struct{}
@@ -99,6 +100,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	s.r = r
 	s.ins, err = w.PrepareContext(ctx, `INSERT INTO events (topic, event_id, ts, source, payload, processed_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`)
+	if err == nil {
+		s.insMany, err = w.PrepareContext(ctx, insertMany)
+	}
 	if err != nil {
 		s.r.Close()
 		w.Close()
@@ -125,7 +129,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.written
-		err = errors.Join(s.ins.Close(), s.r.Close(), s.w.Close())
+		err = errors.Join(s.ins.Close(), s.insMany.Close(), s.r.Close(), s.w.Close())
 	})
 	return err
 }
