@@ -24,9 +24,14 @@ func (s *Store) Await(ctx context.Context, log *slog.Logger) error {
 	}
 }
 
+// migrateTimeout bounds the `migrate` subcommand, waiting included.
+const migrateTimeout = 5 * time.Minute
+
 // MigrateWhenReady is the `migrate` subcommand of the binaries (a Helm hook
 // Job): wait for Postgres, apply the migrations, close.
 func MigrateWhenReady(ctx context.Context, url string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
 	s, err := Open(ctx, url, 1)
 	if err != nil {
 		return err
