@@ -17,6 +17,7 @@ type Aggregator struct {
 	HTTP    `embed:""`
 	Limits  `embed:""`
 	Log     `embed:""`
+	Memory  `embed:""`
 	DataDir string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
 	Sync    string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
 }

@@ -13,7 +13,7 @@ const kafkaMaxRecord = 960 << 10
 
 // Validate checks the all-in-one settings; kong calls it after parsing.
 func (c *Aggregator) Validate() error {
-	errs := []error{c.HTTP.validate(), c.Limits.validate()}
+	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Memory.validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}

@@ -45,9 +45,6 @@ type cli struct {
 	Healthcheck struct{} `cmd:"" help:"Ask the local server for /healthz and exit 0 when healthy (for container healthchecks)."`
 }
 
-// claimCapacity is how many keys the in-memory claimer remembers.
-const claimCapacity = 1 << 20
-
 // run parses args, then serves until ctx ends. ready, when not nil, gets the
 // bound address (tests listen on port 0).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(net.Addr)) error {
@@ -73,14 +70,15 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// Last: the spans of the final commits are flushed too.
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"), sqlite.WithSync(cfg.Sync))
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"), sqlite.WithSync(cfg.Sync),
+		sqlite.WithCache(int64(cfg.SQLiteCacheMB)<<20), sqlite.WithMmap(int64(cfg.SQLiteMmapMB)<<20))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer store.Close()
 
 	metrics := telemetry.NewMetrics()
-	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, claimCapacity)
+	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, cfg.ClaimCacheKeys)
 	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	bus := local.New(proc)
 

@@ -52,7 +52,22 @@ const (
 // Option configures a Store.
 type Option func(*options)
 
-type options struct{ sync string }
+type options struct {
+	sync       string
+	cacheBytes int64 // page cache of the writer connection
+	mmapBytes  int64 // memory-mapped reads per connection; 0 is off
+}
+
+// Defaults of the memory settings: together about 64 MiB of page cache,
+// so the all-in-one fits a small VM at any store size. Larger caches buy
+// speed on big stores (docs/benchmarks.md measures by how much).
+const (
+	DefaultCacheBytes = 48 << 20
+	readerCacheBytes  = 4 << 20 // per reader: pages of /events and /stats
+	readerConns       = 4
+	DefaultMmapBytes  = 0
+	kibibyte          = 1 << 10
+)
 
 // WithSync sets SQLite's synchronous mode: "normal" (the default) makes a
 // commit survive any crash of the process, as the WAL is written before the
@@ -60,25 +75,37 @@ type options struct{ sync string }
 // price of one disk flush per group commit.
 func WithSync(mode string) Option { return func(o *options) { o.sync = mode } }
 
+// WithCache sets the page cache of the writer connection, in bytes: the
+// unique index of random keys is what it holds, and the pages it misses are
+// read from the operating system's cache, not from disk.
+func WithCache(bytes int64) Option { return func(o *options) { o.cacheBytes = bytes } }
+
+// WithMmap sets how much of the file each connection may map into memory
+// for reads. Mapped pages count as the process's resident memory, so it is
+// off by default.
+func WithMmap(bytes int64) Option { return func(o *options) { o.mmapBytes = bytes } }
+
 // Open opens (creating when missing) the database at path and applies the
 // migrations.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{sync: "normal"}
+	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, mmapBytes: DefaultMmapBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.sync != "normal" && o.sync != "full" {
 		return nil, fmt.Errorf("sqlite synchronous mode %q: want normal or full", o.sync)
 	}
+	if o.cacheBytes < 0 || o.mmapBytes < 0 {
+		return nil, fmt.Errorf("sqlite cache %d and mmap %d bytes: want >= 0", o.cacheBytes, o.mmapBytes)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(" + o.sync + ")" +
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_txlock=immediate" +
-		// A large page cache and memory-mapped reads keep the unique index
-		// of millions of events out of read syscalls.
-		"&_pragma=cache_size(-262144)&_pragma=mmap_size(1073741824)&_pragma=temp_store(MEMORY)"
-	w, err := sql.Open("sqlite", dsn)
+		fmt.Sprintf("&_pragma=mmap_size(%d)&_pragma=temp_store(MEMORY)", o.mmapBytes)
+	// A negative cache_size is in KiB.
+	w, err := sql.Open("sqlite", dsn+fmt.Sprintf("&_pragma=cache_size(-%d)", o.cacheBytes/kibibyte))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -91,12 +118,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", dsn+fmt.Sprintf("&_pragma=query_only(1)&_pragma=cache_size(-%d)", readerCacheBytes/kibibyte))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
 	}
-	r.SetMaxOpenConns(4)
+	r.SetMaxOpenConns(readerConns)
 	s.r = r
 	s.ins, err = w.PrepareContext(ctx, `INSERT INTO events (topic, event_id, ts, source, payload, processed_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`)
