@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -63,6 +64,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 
 func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) (err error) {
 	started := time.Now()
+	// The Go heap's share of the memory bound; GOMEMLIMIT, when set, is the
+	// operator's and wins.
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.HeapLimitMB > 0 {
+		debug.SetMemoryLimit(int64(cfg.HeapLimitMB) << 20)
+	}
 	log, tracing, err := telemetry.Start(ctx, "aggregator", logw, cfg.Log, cfg)
 	if err != nil {
 		return err

@@ -58,7 +58,7 @@ type options struct {
 	mmapBytes  int64 // memory-mapped reads per connection; 0 is off
 }
 
-// Defaults of the memory settings: together about 64 MiB of page cache,
+// Defaults of the memory settings: together 48 MiB of page cache,
 // so the all-in-one fits a small VM at any store size. Larger caches buy
 // speed on big stores (docs/benchmarks.md measures by how much).
 const (
