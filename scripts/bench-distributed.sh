@@ -67,7 +67,10 @@ sleep 1
 cpu_snapshot "$work/cpu.before"
 launched=$(date +%s%3N)
 echo "== end to end: $events events, 1,000/request, 20% duplicates, 8 clients, $workers workers"
-"$bin/publisher" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$events" \
+publisher=("$bin/publisher")
+# GNU time, when installed, reports the publisher's peak resident memory.
+[[ -x /usr/bin/time ]] && publisher=(/usr/bin/time -o "$work/publisher.rss" -f %M "$bin/publisher")
+"${publisher[@]}" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$events" \
 	--duplicates 0.2 --batch 1000 --concurrency 8 --topics 20 --settle-timeout 5m \
 	--json --no-progress >"$work/e2e.json" || {
 	cat "$work/e2e.json" >&2
@@ -133,3 +136,14 @@ $1 in before {
 	s = ($2 - before[$1]) / hz
 	printf "| %s | %.1f | %.0f%% |\n", $1, s, 100 * s / (ms / 1000 * cores)
 }' "$work/cpu.before" "$work/cpu.after"
+
+# Peak resident memory (VmHWM: anonymous plus file-backed, since each process
+# started) of every component, the servers included.
+echo
+echo "| peak resident memory | MiB |"
+echo "|---|---|"
+for entry in "${components[@]}"; do
+	pid=$(pid_on_port "${entry#*:}")
+	[[ -n $pid ]] && awk -v name="${entry%%:*}" '/^VmHWM/ { printf "| %s | %.0f |\n", name, $2 / 1024 }' "/proc/$pid/status"
+done
+[[ -f $work/publisher.rss ]] && awk '{ printf "| publisher | %.0f |\n", $1 / 1024 }' "$work/publisher.rss"
