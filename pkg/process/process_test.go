@@ -62,13 +62,15 @@ func (s *store) Persist(_ context.Context, b *process.Batch) (process.Persisted,
 type observer struct {
 	mu                    sync.Mutex
 	results               []process.Result
+	claimErr              error // of the last batch
 	claims, marks, stores int
 }
 
-func (o *observer) Processed(_ context.Context, r process.Result, _ error) {
+func (o *observer) Processed(_ context.Context, r process.Result, claimErr error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.results = append(o.results, r)
+	o.claimErr = claimErr
 }
 func (o *observer) ObserveClaim(time.Duration)    { o.mu.Lock(); o.claims++; o.mu.Unlock() }
 func (o *observer) ObserveMarkDone(time.Duration) { o.mu.Lock(); o.marks++; o.mu.Unlock() }
