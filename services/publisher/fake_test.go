@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// fakeAggregator implements the /publish and /stats contract (DESIGN §4) with a
+// fakeAggregator implements the /publish and /stats contract (docs/architecture.md, "HTTP contract") with a
 // real dedup map, and injects failures on chosen requests.
 type fakeAggregator struct {
 	// Failure injection, set before the first request. n counts /publish requests from 1.

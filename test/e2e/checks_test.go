@@ -114,7 +114,7 @@ func (c counts) String() string {
 }
 
 // checkExact waits for the pipeline to drain, then checks the invariants of
-// DESIGN.md §5 against the publisher's report (nil when the scenario wrote
+// docs/architecture.md ("Invariants") against the publisher's report (nil when the scenario wrote
 // the records itself). poison is the number of undecodable records in the
 // topic: they are dead-lettered, not counted.
 func (s *stack) checkExact(t *testing.T, ctx context.Context, rep *report, poison int64) counts {

@@ -1,5 +1,5 @@
 // Package redis is the Claimer of the distributed mode: the lease protocol of
-// DESIGN.md §5.3 on Redis, one pipelined round trip per batch.
+// docs/architecture.md ("Claims") on Redis, one pipelined round trip per batch.
 //
 // A key holds "lease:<owner>" while a worker processes the event and "done"
 // for the dedup window after the store committed it. Redis is a shortcut, not
