@@ -11,15 +11,16 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 )
 
-// scriptedClaimer answers each key with the claim scripted for its event ID
-// (Owned when none), or fails; it records every MarkDone call.
-type scriptedClaimer struct {
-	claims map[string]process.Claim
-	err    error
-	marked [][]string
+// claimer answers each key with the claim scripted for its event ID (Owned
+// when none), or fails; it records the MarkDone calls.
+type claimer struct {
+	claims     map[string]process.Claim
+	err        error
+	markCalls  int
+	lastMarked []string
 }
 
-func (c *scriptedClaimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
+func (c *claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -30,33 +31,13 @@ func (c *scriptedClaimer) Claim(_ context.Context, keys []event.Key) ([]process.
 	return out, nil
 }
 
-func (c *scriptedClaimer) MarkDone(_ context.Context, keys []event.Key) error {
-	ids := make([]string, len(keys))
-	for i, k := range keys {
-		ids[i] = k.EventID
+func (c *claimer) MarkDone(_ context.Context, keys []event.Key) error {
+	c.markCalls++
+	c.lastMarked = c.lastMarked[:0]
+	for _, k := range keys {
+		c.lastMarked = append(c.lastMarked, k.EventID)
 	}
-	c.marked = append(c.marked, ids)
 	return nil
-}
-
-// recordingStore keeps the batch it was asked to persist; the event IDs in
-// stored were inserted before, so they are not new.
-type recordingStore struct {
-	stored  map[string]bool
-	err     error
-	batches []process.Batch
-}
-
-func (s *recordingStore) Persist(_ context.Context, b *process.Batch) (process.Persisted, error) {
-	s.batches = append(s.batches, *b)
-	if s.err != nil {
-		return process.Persisted{}, s.err
-	}
-	p := process.Persisted{New: make([]bool, len(b.Events))}
-	for i, e := range b.Events {
-		p.New[i] = !s.stored[e.EventID]
-	}
-	return p, nil
 }
 
 // TestProcessDecisions is the processing core's decision table: for one
@@ -107,8 +88,8 @@ func TestProcessDecisions(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cl := &scriptedClaimer{claims: map[string]process.Claim{"e1": c.claim}, err: c.claimErr}
-			st := &recordingStore{stored: map[string]bool{"e1": c.storedBefore}, err: c.persistErr}
+			cl := &claimer{claims: map[string]process.Claim{"e1": c.claim}, err: c.claimErr}
+			st := &store{stored: map[string]bool{"e1": c.storedBefore}, err: c.persistErr}
 			obs := &observer{}
 			p := process.New(cl, st, slog.New(slog.DiscardHandler), obs)
 
@@ -122,10 +103,10 @@ func TestProcessDecisions(t *testing.T) {
 
 			// The store is asked exactly once, even when nothing is left to
 			// insert: the dropped duplicates are counted in its transaction.
-			if len(st.batches) != 1 {
-				t.Fatalf("store asked %d times, want 1", len(st.batches))
+			if st.calls != 1 {
+				t.Fatalf("store asked %d times, want 1", st.calls)
 			}
-			b := st.batches[0]
+			b := st.last
 			if inserted := len(b.Events) == 1 && b.Events[0].EventID == "e1"; inserted != c.wantInserted || len(b.Events) > 1 {
 				t.Errorf("batch events %v, want e1 inserted: %v", b.Events, c.wantInserted)
 			}
@@ -136,12 +117,9 @@ func TestProcessDecisions(t *testing.T) {
 				t.Errorf("batch shard %d, want 2", b.Shard)
 			}
 
-			var wantMarked [][]string
-			if c.wantMarked {
-				wantMarked = [][]string{{"e1"}}
-			}
-			if !slices.EqualFunc(cl.marked, wantMarked, slices.Equal) {
-				t.Errorf("marked done %v, want %v", cl.marked, wantMarked)
+			if c.wantMarked && (cl.markCalls != 1 || !slices.Equal(cl.lastMarked, []string{"e1"})) ||
+				!c.wantMarked && cl.markCalls != 0 {
+				t.Errorf("MarkDone called %d times, last with %v; want e1 marked: %v", cl.markCalls, cl.lastMarked, c.wantMarked)
 			}
 
 			// The observer hears of committed batches only, with the claim
@@ -166,10 +144,10 @@ func TestProcessDecisions(t *testing.T) {
 // only the first copy of a key is claimed, and MarkDone gets exactly the keys
 // the store judged, in batch order.
 func TestProcessMixedBatch(t *testing.T) {
-	cl := &scriptedClaimer{claims: map[string]process.Claim{
+	cl := &claimer{claims: map[string]process.Claim{
 		"owned": process.Owned, "done": process.Done, "leased": process.Leased, "old": process.Owned,
 	}}
-	st := &recordingStore{stored: map[string]bool{"old": true}}
+	st := &store{stored: map[string]bool{"old": true}}
 	p := process.New(cl, st, slog.New(slog.DiscardHandler), nil)
 
 	res, err := p.Process(context.Background(), events("owned", "done", "leased", "owned", "old"), 0, nil)
@@ -180,16 +158,16 @@ func TestProcessMixedBatch(t *testing.T) {
 		t.Errorf("result %+v, want %+v", res, want)
 	}
 	var ids []string
-	for _, e := range st.batches[0].Events {
+	for _, e := range st.last.Events {
 		ids = append(ids, e.EventID)
 	}
 	if want := []string{"owned", "leased", "old"}; !slices.Equal(ids, want) {
 		t.Errorf("inserted %v, want %v", ids, want)
 	}
-	if got := st.batches[0].Dropped["orders"]; got != 2 { // the repeat and the done one
+	if got := st.last.Dropped["orders"]; got != 2 { // the repeat and the done one
 		t.Errorf("dropped before the store %d, want 2", got)
 	}
-	if want := [][]string{{"owned", "leased", "old"}}; !slices.EqualFunc(cl.marked, want, slices.Equal) {
-		t.Errorf("marked done %v, want %v", cl.marked, want)
+	if want := []string{"owned", "leased", "old"}; cl.markCalls != 1 || !slices.Equal(cl.lastMarked, want) {
+		t.Errorf("MarkDone called %d times, last with %v; want once with %v", cl.markCalls, cl.lastMarked, want)
 	}
 }
