@@ -29,8 +29,9 @@ fi
 # nothing and still print "all modules passed".
 modules=$(go list -m -f '{{.Dir}}') || { echo "module discovery failed" >&2; exit 1; }
 mapfile -t workspace <<<"$modules"
-declared=$(go work edit -json | grep -c '"DiskPath"') || true
-if [ -z "$modules" ] || [ "${#workspace[@]}" -lt "$declared" ] || [ "$declared" -eq 0 ]; then
+declared=$(go work edit -json | grep -c '"DiskPath"' || true)
+declared=${declared:-0}
+if [ -z "$modules" ] || [ "$declared" -eq 0 ] || [ "${#workspace[@]}" -lt "$declared" ]; then
   echo "module discovery found ${#workspace[@]} module(s) (${modules:-none}); go.work declares $declared" >&2
   exit 1
 fi
