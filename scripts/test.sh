@@ -24,8 +24,17 @@ if [ -n "$unformatted" ]; then
 fi
 
 # Workspace modules, then the modules kept out of the workspace on purpose
-# (their dependencies must not leak into the product's build).
-mapfile -t workspace < <(go list -m -f '{{.Dir}}')
+# (their dependencies must not leak into the product's build). Discovery is
+# checked against go.work: a failed or short list would otherwise test
+# nothing and still print "all modules passed".
+modules=$(go list -m -f '{{.Dir}}') || { echo "module discovery failed" >&2; exit 1; }
+mapfile -t workspace <<<"$modules"
+declared=$(go work edit -json | grep -c '"DiskPath"' || true)
+declared=${declared:-0}
+if [ -z "$modules" ] || [ "$declared" -eq 0 ] || [ "${#workspace[@]}" -lt "$declared" ]; then
+  echo "module discovery found ${#workspace[@]} module(s) (${modules:-none}); go.work declares $declared" >&2
+  exit 1
+fi
 standalone=()
 [ -d test/deploy ] && standalone+=("$PWD/test/deploy")
 

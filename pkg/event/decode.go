@@ -17,7 +17,7 @@ type Limits struct {
 	MaxPayloadBytes int // largest encoded payload of one event
 }
 
-// DefaultLimits are the limits of DESIGN.md §4.
+// DefaultLimits are the limits of docs/architecture.md, "HTTP contract".
 var DefaultLimits = Limits{MaxEvents: 10_000, MaxPayloadBytes: 256 << 10}
 
 // Format is the encoding of a publish body.
@@ -284,7 +284,7 @@ func expectedType(field string) string {
 	return "string"
 }
 
-// validate applies the rules of DESIGN.md §4 to one event.
+// validate applies the rules of docs/architecture.md ("HTTP contract") to one event.
 func (d *decoder) validate(i int, w *wire) (Event, bool) {
 	before := len(d.errs)
 	var e Event

@@ -65,7 +65,7 @@ func TestDecodeFields(t *testing.T) {
 	}
 }
 
-// TestDecodeRules is the table of every rule of DESIGN.md §4 and the error
+// TestDecodeRules is the table of every rule of docs/architecture.md ("HTTP contract") and the error
 // class it maps to.
 func TestDecodeRules(t *testing.T) {
 	ev := func(mutate func(m map[string]any)) string {

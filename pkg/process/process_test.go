@@ -20,34 +20,18 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 )
 
-// claimer says Done for the keys in done, Owned for the others.
-type claimer struct {
-	done map[string]bool
-	err  error
-}
-
-func (c *claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
-	if c.err != nil {
-		return nil, c.err
-	}
-	out := make([]process.Claim, len(keys))
-	for i, k := range keys {
-		if c.done[k.EventID] {
-			out[i] = process.Done
-		}
-	}
-	return out, nil
-}
-
-func (c *claimer) MarkDone(context.Context, []event.Key) error { return nil }
-
-// store says every event is new but those in stored.
+// store says every event is new but those in stored; it keeps the last
+// batch it was asked to persist.
 type store struct {
 	stored map[string]bool
 	err    error
+	calls  int
+	last   process.Batch
 }
 
 func (s *store) Persist(_ context.Context, b *process.Batch) (process.Persisted, error) {
+	s.calls++
+	s.last = *b
 	if s.err != nil {
 		return process.Persisted{}, s.err
 	}
@@ -62,13 +46,15 @@ func (s *store) Persist(_ context.Context, b *process.Batch) (process.Persisted,
 type observer struct {
 	mu                    sync.Mutex
 	results               []process.Result
+	claimErr              error // of the last batch
 	claims, marks, stores int
 }
 
-func (o *observer) Processed(_ context.Context, r process.Result, _ error) {
+func (o *observer) Processed(_ context.Context, r process.Result, claimErr error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.results = append(o.results, r)
+	o.claimErr = claimErr
 }
 func (o *observer) ObserveClaim(time.Duration)    { o.mu.Lock(); o.claims++; o.mu.Unlock() }
 func (o *observer) ObserveMarkDone(time.Duration) { o.mu.Lock(); o.marks++; o.mu.Unlock() }
@@ -105,7 +91,7 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 
 func TestProcessCountsEveryDuplicate(t *testing.T) {
 	obs := &observer{}
-	p := process.New(&claimer{done: map[string]bool{"b": true}}, &store{stored: map[string]bool{"c": true}},
+	p := process.New(&claimer{claims: map[string]process.Claim{"b": process.Done}}, &store{stored: map[string]bool{"c": true}},
 		slog.New(slog.DiscardHandler), obs)
 	res, err := p.Process(context.Background(), events("a", "a", "b", "c", "d"), 0, nil)
 	if err != nil {
@@ -124,7 +110,7 @@ func TestProcessCountsEveryDuplicate(t *testing.T) {
 
 func TestProcessBatchSpan(t *testing.T) {
 	rec, tp := tracer()
-	p := process.New(&claimer{done: map[string]bool{"b": true}}, &store{stored: map[string]bool{"c": true}},
+	p := process.New(&claimer{claims: map[string]process.Claim{"b": process.Done}}, &store{stored: map[string]bool{"c": true}},
 		slog.New(slog.DiscardHandler), nil, process.WithTracerProvider(tp))
 
 	producer := trace.NewSpanContext(trace.SpanContextConfig{

@@ -107,9 +107,9 @@ func (m *Metrics) Handler() http.Handler {
 // Accepted counts acknowledged events (an ingest.Observer).
 func (m *Metrics) Accepted(_ context.Context, n int) { m.accepted.Add(float64(n)) }
 
-// Processed counts a processed batch (a process.Observer). A batch whose
-// claim failed sets the Redis-degraded gauge, one whose claim worked clears
-// it.
+// Processed counts a processed batch (a process.Observer). It leaves the
+// Redis-degraded gauge alone: that has one writer, the claimer's hook, so
+// batches of several partitions cannot flip it back and forth.
 func (m *Metrics) Processed(_ context.Context, r process.Result, claimErr error) {
 	m.batches.Inc()
 	m.batchSize.Observe(float64(r.Received))
@@ -118,7 +118,6 @@ func (m *Metrics) Processed(_ context.Context, r process.Result, claimErr error)
 	if claimErr != nil {
 		m.claimErrors.Inc()
 	}
-	m.SetRedisDegraded(claimErr != nil)
 }
 
 // ObserveStore records the duration of one store transaction (a
@@ -139,7 +138,8 @@ func (m *Metrics) ObserveMarkDone(d time.Duration) {
 	m.claimMarkDone.Observe(d.Seconds())
 }
 
-// SetRedisDegraded sets aggregator_redis_degraded to 1 (degraded) or 0.
+// SetRedisDegraded sets aggregator_redis_degraded to 1 (degraded) or 0. Its
+// one caller is the Redis claimer's degraded hook.
 func (m *Metrics) SetRedisDegraded(degraded bool) {
 	v := 0.0
 	if degraded {

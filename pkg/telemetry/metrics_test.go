@@ -189,7 +189,7 @@ func TestMetricsExposition(t *testing.T) {
 		"aggregator_events_unique_total":     11,
 		"aggregator_events_duplicate_total":  3,
 		"aggregator_claim_errors_total":      1,
-		"aggregator_redis_degraded":          1, // the last batch's claim failed
+		"aggregator_redis_degraded":          0, // a failed claim is counted; the claimer's hook sets the gauge
 		"aggregator_dlq_records_total":       2,
 	} {
 		if got := value(t, fams, name, none); got != want {
@@ -226,11 +226,15 @@ func TestMetricsExposition(t *testing.T) {
 		t.Errorf("%d lag series, want 2 (partition 1 was revoked)", n)
 	}
 
-	// A claim that works again clears the degraded gauge.
+	// The gauge has one writer: batches, good or bad, leave it alone.
+	m.SetRedisDegraded(true)
 	m.Processed(ctx, process.Result{Received: 1, Unique: 1}, nil)
+	if got := value(t, scrape(t, srv.URL), "aggregator_redis_degraded", none); got != 1 {
+		t.Errorf("redis degraded = %v after a good batch overrode the hook, want 1", got)
+	}
 	m.SetRedisDegraded(false)
 	if got := value(t, scrape(t, srv.URL), "aggregator_redis_degraded", none); got != 0 {
-		t.Errorf("redis degraded = %v after a good batch, want 0", got)
+		t.Errorf("redis degraded = %v after the hook cleared it, want 0", got)
 	}
 }
 

@@ -37,13 +37,13 @@ func publishJSON(t *testing.T, url string, args ...string) (loadgen.Report, stri
 
 func TestDistinctAndDuplicatesReachTheServer(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, nil)
+	f, srv := newAggregator(t, nil)
 	rep, errOut, code := publishJSON(t, srv.URL,
 		"--events", "2000", "--topics", "7", "--duplicates", "0.2", "--batch", "50", "--concurrency", "4")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	got := f.snapshot()
+	got := f.snapshot(t)
 
 	// 20% of everything sent is re-sends: 2000 distinct need 500 duplicates.
 	if rep.DistinctEvents != 2000 || rep.DuplicatesSent != 500 || rep.EventsSent != 2500 {
@@ -86,12 +86,12 @@ func TestDistinctAndDuplicatesReachTheServer(t *testing.T) {
 
 func TestRetriesOnBusyServer(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, func(f *fakeAggregator) { f.unavailableFirst = 5 })
+	f, srv := newAggregator(t, func(f *faults) { f.unavailableFirst = 5 })
 	rep, errOut, code := publishJSON(t, srv.URL, "--events", "1000", "--batch", "40", "--concurrency", "3")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	got := f.snapshot()
+	got := f.snapshot(t)
 	if rep.Retries != 5 || rep.Responses["503"] != 5 || rep.Failures != 0 {
 		t.Errorf("retries %d, 503s %d, failures %d; want 5, 5, 0", rep.Retries, rep.Responses["503"], rep.Failures)
 	}
@@ -106,7 +106,7 @@ func TestRetriesOnBusyServer(t *testing.T) {
 
 func TestRetryAfterStoredButFailed(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, func(f *fakeAggregator) {
+	f, srv := newAggregator(t, func(f *faults) {
 		f.storeThenFail = func(n int) bool { return n == 3 || n == 8 }
 		f.storeThenHangUp = func(n int) bool { return n == 5 }
 	})
@@ -114,7 +114,7 @@ func TestRetryAfterStoredButFailed(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	got := f.snapshot()
+	got := f.snapshot(t)
 	if rep.Retries != 3 || rep.Responses["500"] != 2 || rep.Responses["error"] != 1 || rep.Failures != 0 {
 		t.Errorf("retries %d, responses %v, failures %d; want 3 retries after two 500s and a hang-up",
 			rep.Retries, rep.Responses, rep.Failures)
@@ -134,7 +134,7 @@ func TestRetryAfterStoredButFailed(t *testing.T) {
 
 func TestVerificationFailsWhenAnEventIsLost(t *testing.T) {
 	t.Parallel()
-	_, srv := newFake(t, func(f *fakeAggregator) { f.loseEventID = "lossy-17" })
+	_, srv := newAggregator(t, func(f *faults) { f.loseEventID = "lossy-17" })
 	rep, errOut, code := publishJSON(t, srv.URL, "--events", "500", "--run-id", "lossy", "--batch", "25")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1; stderr: %s", code, errOut)
@@ -150,10 +150,8 @@ func TestVerificationFailsWhenAnEventIsLost(t *testing.T) {
 
 func TestUnacknowledgedEventsFailTheRun(t *testing.T) {
 	t.Parallel()
-	_, srv := newFake(t, func(f *fakeAggregator) {
-		f.alwaysFail = func(events []wireEvent) bool {
-			return slices.ContainsFunc(events, func(e wireEvent) bool { return e.EventID == "stuck-3" })
-		}
+	_, srv := newAggregator(t, func(f *faults) {
+		f.alwaysFail = func(ids []string) bool { return slices.Contains(ids, "stuck-3") }
 	})
 	rep, errOut, code := publishJSON(t, srv.URL, "--events", "200", "--run-id", "stuck", "--batch", "20", "--retries", "2", "--duplicates", "0")
 	if code != 1 {
@@ -183,12 +181,12 @@ func TestBodies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f, srv := newFake(t, nil)
+			f, srv := newAggregator(t, nil)
 			rep, errOut, code := publishJSON(t, srv.URL, append(tc.args, "--events", "150", "--payload-bytes", "300")...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
-			got := f.snapshot()
+			got := f.snapshot(t)
 			if got.contentTypes[tc.contentType] != got.requests {
 				t.Errorf("content types %v, want all %s", got.contentTypes, tc.contentType)
 			}
@@ -205,7 +203,7 @@ func TestBodies(t *testing.T) {
 
 func TestBaselineExcludesEarlierRuns(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, nil)
+	f, srv := newAggregator(t, nil)
 	for _, id := range []string{"first", "second"} {
 		rep, errOut, code := publishJSON(t, srv.URL, "--events", "300", "--run-id", id)
 		if code != 0 {
@@ -215,18 +213,18 @@ func TestBaselineExcludesEarlierRuns(t *testing.T) {
 			t.Errorf("run %s: unique delta %d, want 300", id, rep.Verification.UniqueDelta)
 		}
 	}
-	if got := f.snapshot(); got.unique != 600 {
+	if got := f.snapshot(t); got.unique != 600 {
 		t.Errorf("server unique %d, want 600", got.unique)
 	}
 }
 
 func TestAPIKey(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, func(f *fakeAggregator) { f.apiKey = "s3cret" })
+	f, srv := newAggregator(t, func(f *faults) { f.apiKey = "s3cret" })
 	if _, errOut, code := publishJSON(t, srv.URL, "--events", "100", "--api-key", "s3cret"); code != 0 {
 		t.Fatalf("with key: exit %d: %s", code, errOut)
 	}
-	if got := f.snapshot(); got.unique != 100 {
+	if got := f.snapshot(t); got.unique != 100 {
 		t.Errorf("server unique %d, want 100", got.unique)
 	}
 	_, errOut, code := runCLI(t.Context(), "--url", srv.URL, "--events", "100", "--no-progress")
@@ -239,7 +237,7 @@ func TestInterrupted(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	_, srv := newFake(t, func(f *fakeAggregator) {
+	_, srv := newAggregator(t, func(f *faults) {
 		f.onPublish = func(n int) {
 			if n == 3 {
 				cancel()
@@ -257,7 +255,7 @@ func TestInterrupted(t *testing.T) {
 
 func TestTextSummary(t *testing.T) {
 	t.Parallel()
-	_, srv := newFake(t, nil)
+	_, srv := newAggregator(t, nil)
 	out, errOut, code := runCLI(t.Context(), "--url", srv.URL, "--events", "400", "--no-progress", "--settle-quiet", "50ms")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -274,7 +272,7 @@ func TestTextSummary(t *testing.T) {
 
 func TestNoVerify(t *testing.T) {
 	t.Parallel()
-	f, srv := newFake(t, nil)
+	f, srv := newAggregator(t, nil)
 	rep, errOut, code := publishJSON(t, srv.URL, "--events", "100", "--verify=false")
 	if code != 0 || rep.Verification != nil {
 		t.Fatalf("exit %d (%s), verification %+v; want 0 and none", code, errOut, rep.Verification)
@@ -288,7 +286,7 @@ func TestNoVerify(t *testing.T) {
 
 func TestEnvironment(t *testing.T) {
 	// t.Setenv: not parallel.
-	_, srv := newFake(t, nil)
+	_, srv := newAggregator(t, nil)
 	t.Setenv("PUBLISHER_URL", srv.URL)
 	t.Setenv("PUBLISHER_EVENTS", "120")
 	t.Setenv("PUBLISHER_DUPLICATES", "0.25")

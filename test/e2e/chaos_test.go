@@ -197,14 +197,25 @@ func TestChaos(t *testing.T) {
 
 // TestZombie: a worker frozen (SIGSTOP) in the middle of a store
 // transaction, longer than its session timeout, loses its partitions while
-// it holds their offset rows. The new owners wait for it; thawed, it either
-// commits the batch it had begun, and the new owners, fenced by the stored
-// offsets, resume after it, or its batch times out and rolls back. No record
-// is counted twice or lost.
+// it holds their offset rows. Each step of that path is checked as it
+// happens: the frozen worker is caught inside a transaction, the group moves
+// on without it, a new owner waits for its row lock, and once thawed the
+// zombie commits and the new owner is fenced by the stored offsets. When
+// Postgres ends the zombie's transaction first (an idle-in-transaction
+// timeout), there is nothing to fence. No record is counted twice or lost.
 func TestZombie(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
 	defer cancel()
 	s := newStack(t, stackOptions{workers: 3})
+	zombie := s.workers[1]
+	// count runs a query that counts sessions; a failed query counts none.
+	count := func(q string, args ...any) int {
+		var n int
+		if err := s.db.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
 	run := chaosRun{events: 60000, rate: 4000, actAt: 10000}
 	run.run(t, ctx, s, func(func() bool) {
 		// Hold every batch at its offset fence, so the frozen worker is
@@ -217,35 +228,70 @@ func TestZombie(t *testing.T) {
 		if _, err := tx.Exec(ctx, `LOCK TABLE offsets IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 			t.Fatal(err)
 		}
-		var waiting int
 		if !waitFor(ctx, 50*time.Millisecond, func() bool {
-			err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
-			return err == nil && waiting >= 3
+			return count(`SELECT count(*) FROM pg_stat_activity
+				WHERE application_name = $1 AND wait_event_type = 'Lock'`, zombie.name) >= 1
 		}) {
-			t.Fatalf("batches waiting at the fence: %d, want 3", waiting)
+			t.Fatalf("no batch of %s waits at the offset fence", zombie.name)
 		}
-		w := s.workers[1]
-		w.signal(t, syscall.SIGSTOP)
+		zombie.signal(t, syscall.SIGSTOP)
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// Longer than the 10 s session timeout: the group moves on.
-		time.Sleep(15 * time.Second)
-		w.signal(t, syscall.SIGCONT)
-		time.Sleep(2 * time.Second)
-		if !w.running() {
-			t.Errorf("the thawed worker exited; log:\n%s", tail(w.log, 20))
+
+		// Its batch went through the fence and now waits for the frozen
+		// client: a transaction holding the partition's offset row.
+		var pid int
+		if !waitFor(ctx, 50*time.Millisecond, func() bool {
+			err := s.db.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+				WHERE application_name = $1 AND state = 'idle in transaction' LIMIT 1`, zombie.name).Scan(&pid)
+			return err == nil
+		}) {
+			t.Fatalf("%s is not inside a store transaction while frozen", zombie.name)
+		}
+		// Past its session timeout the group goes on without it.
+		s.waitMembers(t, ctx, 2)
+		// A new owner of its partition reaches the fence and waits for the
+		// zombie's row lock, unless Postgres ended that transaction first.
+		blockedCtx, cancelBlocked := context.WithTimeout(ctx, time.Minute)
+		blocked := waitFor(blockedCtx, 100*time.Millisecond, func() bool {
+			return count(`SELECT count(*) FROM pg_stat_activity
+				WHERE application_name LIKE 'worker-%' AND application_name <> $1
+				AND $2::int = ANY (pg_blocking_pids(pid))`, zombie.name, pid) >= 1
+		})
+		cancelBlocked()
+		alive := count(`SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'idle in transaction'`, pid) == 1
+		zombie.signal(t, syscall.SIGCONT)
+
+		switch {
+		case alive && blocked:
+			// Thawed, the zombie commits the batch it had begun; the new
+			// owner, fenced by the offset the zombie stored, resumes after it.
+			fencedCtx, cancelFenced := context.WithTimeout(ctx, time.Minute)
+			defer cancelFenced()
+			if !waitFor(fencedCtx, 200*time.Millisecond, func() bool { return fencings(s, zombie) > 0 }) {
+				t.Errorf("the zombie's transaction was alive and blocking a new owner, yet no other worker was fenced")
+			}
+		case alive:
+			t.Errorf("the zombie held its transaction for a minute after the group moved on, and no new owner waited for it")
+		default:
+			t.Logf("Postgres ended the zombie's transaction before it thawed: nothing to fence")
 		}
 	})
-	fenced := 0
-	for _, w := range s.workers {
-		fenced += countInLog(w.log, "fenced")
+	if !zombie.running() {
+		t.Errorf("the thawed worker exited; log:\n%s", tail(zombie.log, 20))
 	}
-	// Whether the thawed worker's batch commits (and the new owners are
-	// fenced) or times out and rolls back depends on what it reads first
-	// once thawed; the counts above must hold either way.
-	t.Logf("fencings logged: %d", fenced)
+}
+
+// fencings counts the fencings logged by the workers other than but.
+func fencings(s *stack, but *process) int {
+	n := 0
+	for _, w := range s.workers {
+		if w != but {
+			n += countInLog(w.log, "partition fenced")
+		}
+	}
+	return n
 }
 
 // waitMembers waits until the group has n members, each assigned at least

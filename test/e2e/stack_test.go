@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -120,7 +121,7 @@ func (s *stack) migrate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.worker, "migrate")
-	cmd.Env = s.workerEnv(freeAddr(t))
+	cmd.Env = s.workerEnv(freeAddr(t), "migrate")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("worker migrate: %v\n%s", err, out)
 	}
@@ -141,11 +142,13 @@ func (s *stack) ingestEnv(addr string) []string {
 	return serviceEnv(s.t, &config.Ingest{}, m)
 }
 
-func (s *stack) workerEnv(addr string) []string {
+// workerEnv is a worker's environment; its Postgres sessions carry name as
+// application_name, so a test can tell them apart in pg_stat_activity.
+func (s *stack) workerEnv(addr, name string) []string {
 	m := s.kafkaSettings()
 	m["AGGREGATOR_ADDR"] = addr
 	m["AGGREGATOR_KAFKA_GROUP"] = s.group
-	m["AGGREGATOR_POSTGRES_URL"] = s.pgURL
+	m["AGGREGATOR_POSTGRES_URL"] = withParam(s.t, s.pgURL, "application_name", name)
 	m["AGGREGATOR_REDIS_URL"] = s.redisURL
 	return serviceEnv(s.t, &config.Worker{}, m)
 }
@@ -161,7 +164,8 @@ func (s *stack) queryEnv(addr string) []string {
 // newWorker adds a worker process to the stack without starting it.
 func (s *stack) newWorker(t *testing.T) *process {
 	addr := freeAddr(t)
-	w := newProcess(t, s.logDir, "worker-"+strconv.Itoa(len(s.workers)+1), bin.worker, s.workerEnv(addr), addr)
+	name := "worker-" + strconv.Itoa(len(s.workers)+1)
+	w := newProcess(t, s.logDir, name, bin.worker, s.workerEnv(addr, name), addr)
 	s.workers = append(s.workers, w)
 	return w
 }
@@ -374,4 +378,17 @@ func (s *stack) publishOne(t *testing.T, ctx context.Context, id string) {
 	}) {
 		t.Fatalf("the event %s was not counted within 30 s", id)
 	}
+}
+
+// withParam returns the URL u with the query parameter k set to v.
+func withParam(t testing.TB, u, k, v string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("parse %s: %v", u, err)
+	}
+	q := parsed.Query()
+	q.Set(k, v)
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
 }

@@ -285,7 +285,7 @@ func batchesComplete(trs []testdeps.JaegerTrace, batches []*testdeps.JaegerSpan)
 	return len(batches) > 0
 }
 
-// checkBatch asserts what DESIGN.md §6 wants of a worker batch span.
+// checkBatch asserts what docs/architecture.md ("Traces and metrics") wants of a worker batch span.
 func checkBatch(t *testing.T, tr *testdeps.JaegerTrace, b *testdeps.JaegerSpan, topic string) {
 	t.Helper()
 	if svc := tr.Service(b); svc != "worker" {

@@ -315,18 +315,33 @@ func highWatermarks(t *testing.T, c cluster, topic string) map[int]int64 {
 	for _, p := range md.Topics[0].Partitions {
 		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
 	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
-	if err != nil {
-		t.Fatalf("list offsets of %s: %v", topic, err)
-	}
-	out := map[int]int64{}
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			t.Fatalf("list offsets of %s/%d: %v", topic, po.Partition, po.Error)
+	for {
+		res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+		if err != nil {
+			t.Fatalf("list offsets of %s: %v", topic, err)
 		}
-		out[po.Partition] = po.LastOffset
+		out := map[int]int64{}
+		var retry error
+		for _, po := range res.Topics[topic] {
+			var kerr kafka.Error
+			switch {
+			case errors.As(po.Error, &kerr) && kerr.Temporary():
+				// A topic just created: its leader may not know it leads yet.
+				retry = po.Error
+			case po.Error != nil:
+				t.Fatalf("list offsets of %s/%d: %v", topic, po.Partition, po.Error)
+			}
+			out[po.Partition] = po.LastOffset
+		}
+		if retry == nil {
+			return out
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("list offsets of %s: %v", topic, retry)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return out
 }
 
 // waitFor polls cond until it holds or d passes.

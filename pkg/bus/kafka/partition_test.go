@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -284,11 +286,15 @@ func TestPartitionWaitsPastEndOfLog(t *testing.T) {
 		p := newProducer(t, c, topic)
 		s := newStore()
 		s.next[0] = 5
+		ends := &endsSeen{}
 		runPartition(t, c, topic, topic+".dlq", 5, s, &fakeGen{}, func(cfg *ConsumerConfig) {
 			cfg.RetryMax = 100 * time.Millisecond
+			cfg.Log = slog.New(ends)
 		})
 		publish(t, p, topic, "w1", 3, 3)
-		time.Sleep(time.Second)
+		// The partition has seen the log end at 3, short of 5, and chosen to
+		// wait: whatever it would skip to, it has had its chance.
+		waitFor(t, 30*time.Second, "the partition to see the log end at 3", func() bool { return ends.saw(3) })
 		if n := len(s.committed()[0]); n != 0 {
 			t.Fatalf("%d batches handled before the log reached the stored offset", n)
 		}
@@ -556,4 +562,37 @@ func TestPartitionBatchByteBudget(t *testing.T) {
 			t.Errorf("batches %v: none of two records, the budget allows two", sizes)
 		}
 	})
+}
+
+// endsSeen is a log handler that keeps the log ends a partition reported
+// while waiting past the end of its log.
+type endsSeen struct {
+	mu   sync.Mutex
+	ends []int64
+}
+
+func (h *endsSeen) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *endsSeen) Handle(_ context.Context, r slog.Record) error {
+	if !strings.HasPrefix(r.Message, "offset past the end of the log") {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "end" {
+			h.mu.Lock()
+			h.ends = append(h.ends, a.Value.Int64())
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *endsSeen) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *endsSeen) WithGroup(string) slog.Handler      { return h }
+
+func (h *endsSeen) saw(end int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(h.ends, end)
 }

@@ -2,7 +2,7 @@
 // segmentio/kafka-go: a Producer that returns once every record is
 // acknowledged by all in-sync replicas, and a consumer-group runner that
 // feeds each partition's batches to the processing core, resuming from the
-// offsets the store committed with the rows (DESIGN.md §5).
+// offsets the store committed with the rows (docs/architecture.md, "Offsets").
 package kafka
 
 import (

@@ -1,5 +1,5 @@
 // Package claimtest is the contract every process.Claimer must meet: the lease
-// protocol of DESIGN.md §5.3. Each implementation's tests call Run.
+// protocol of docs/architecture.md, "Claims". Each implementation's tests call Run.
 package claimtest
 
 import (

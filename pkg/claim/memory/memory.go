@@ -73,21 +73,6 @@ func (c *Claimer) MarkDone(_ context.Context, keys []event.Key) error {
 	return nil
 }
 
-// Flush forgets everything, as a Redis FLUSHALL would.
-func (c *Claimer) Flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.items)
-	c.order, c.head = c.order[:0], 0
-}
-
-// Len is the number of remembered keys.
-func (c *Claimer) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.items)
-}
-
 func (c *Claimer) put(k event.Key, e entry, exists bool) {
 	c.items[k] = e
 	if exists {

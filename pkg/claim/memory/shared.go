@@ -7,8 +7,7 @@ import (
 )
 
 // Shared is one claim table used by several owners, as the workers of the
-// distributed mode share one Redis. Flush on any of its Claimers forgets
-// every owner's keys.
+// distributed mode share one Redis.
 type Shared struct {
 	t *table
 }

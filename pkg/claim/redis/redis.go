@@ -1,5 +1,5 @@
 // Package redis is the Claimer of the distributed mode: the lease protocol of
-// DESIGN.md §5.3 on Redis, one pipelined round trip per batch.
+// docs/architecture.md ("Claims") on Redis, one pipelined round trip per batch.
 //
 // A key holds "lease:<owner>" while a worker processes the event and "done"
 // for the dedup window after the store committed it. Redis is a shortcut, not
@@ -24,9 +24,9 @@ import (
 // DefaultKeyPrefix is prepended to every claim key.
 const DefaultKeyPrefix = "ea:claim:"
 
-// DefaultProbeInterval is how often a degraded Claimer lets a call through to
-// Redis to learn whether it is back.
-const DefaultProbeInterval = time.Second
+// ProbeInterval is how often a degraded Claimer lets a call through to Redis
+// to learn whether it is back.
+const ProbeInterval = time.Second
 
 // ErrUnavailable is returned, without asking Redis, by calls made while the
 // Claimer is degraded and no probe is due: a hung Redis would otherwise cost
@@ -46,7 +46,7 @@ type Claimer struct {
 	leaseTTL    time.Duration
 	dedupWindow time.Duration
 	onChange    func(degraded bool)
-	probeEvery  time.Duration
+	now         func() time.Time // time.Now; tests inject a clock
 
 	degraded  atomic.Bool
 	nextProbe atomic.Int64 // unix ns; while degraded, calls before it fail at once
@@ -68,11 +68,6 @@ func WithDegradedHook(f func(degraded bool)) Option {
 	return func(c *Claimer) { c.onChange = f }
 }
 
-// WithProbeInterval replaces DefaultProbeInterval.
-func WithProbeInterval(d time.Duration) Option {
-	return func(c *Claimer) { c.probeEvery = d }
-}
-
 // New returns a Claimer for owner. The client's timeouts bound how long a call
 // waits for an unreachable Redis: use NewClient, or set them short yourself.
 func New(client redis.UniversalClient, owner string, leaseTTL, dedupWindow time.Duration, opts ...Option) *Claimer {
@@ -82,7 +77,7 @@ func New(client redis.UniversalClient, owner string, leaseTTL, dedupWindow time.
 		lease:       leasePrefix + owner,
 		leaseTTL:    leaseTTL,
 		dedupWindow: dedupWindow,
-		probeEvery:  DefaultProbeInterval,
+		now:         time.Now,
 	}
 	for _, o := range opts {
 		o(c)
@@ -213,14 +208,14 @@ func (c *Claimer) Ping(ctx context.Context) error {
 func (c *Claimer) Degraded() bool { return c.degraded.Load() }
 
 // admit lets a call through to Redis unless the Claimer is degraded and
-// another probe was made less than probeEvery ago.
+// another probe was made less than ProbeInterval ago.
 func (c *Claimer) admit() error {
 	if !c.degraded.Load() {
 		return nil
 	}
-	now := time.Now().UnixNano()
+	now := c.now().UnixNano()
 	next := c.nextProbe.Load()
-	if now >= next && c.nextProbe.CompareAndSwap(next, now+int64(c.probeEvery)) {
+	if now >= next && c.nextProbe.CompareAndSwap(next, now+int64(ProbeInterval)) {
 		return nil // this call is the probe
 	}
 	c.mu.Lock()
@@ -246,7 +241,7 @@ func (c *Claimer) observe(ctx context.Context, err error) error {
 	defer c.mu.Unlock()
 	if degraded {
 		c.lastErr = err
-		c.nextProbe.Store(time.Now().Add(c.probeEvery).UnixNano())
+		c.nextProbe.Store(c.now().Add(ProbeInterval).UnixNano())
 	}
 	if c.degraded.Load() != degraded {
 		c.degraded.Store(degraded)

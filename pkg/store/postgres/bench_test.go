@@ -25,7 +25,7 @@ func openBench(b *testing.B, conns int) *Store {
 }
 
 // BenchmarkRawInsertUnnest is the baseline the store path is measured
-// against (DESIGN.md §8): the bare batch insert of new rows, one statement
+// against (docs/architecture.md, "Performance"): the bare batch insert of new rows, one statement
 // per batch in autocommit, no RETURNING, counters or offsets.
 func BenchmarkRawInsertUnnest(b *testing.B) {
 	const raw = `INSERT INTO events (topic, event_id, ts, source, payload)

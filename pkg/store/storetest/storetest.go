@@ -1,6 +1,6 @@
 // Package storetest is the contract every event store keeps: one suite, run
 // against each implementation (SQLite, Postgres) on a fresh, empty store per
-// case. The cases try to break the promises of DESIGN.md §5: stored once, the
+// case. The cases try to break the invariants of docs/architecture.md: stored once, the
 // first copy wins, exact counters, offsets fencing zombies, all or nothing.
 package storetest
 

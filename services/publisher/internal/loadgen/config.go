@@ -109,7 +109,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkName applies the aggregator's rules for identifiers (DESIGN §4).
+// checkName applies the aggregator's rules for identifiers (docs/architecture.md, "HTTP contract").
 func checkName(field, s string, limit int) error {
 	switch {
 	case s == "":

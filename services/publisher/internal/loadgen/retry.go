@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 const (
@@ -43,41 +44,56 @@ func retryable(err error) bool {
 // attemptFunc makes one attempt. retryAfter >= 0 is the server's requested wait.
 type attemptFunc func(ctx context.Context) (retryAfter time.Duration, err error)
 
-// retryPolicy repeats failed attempts with exponential backoff and full jitter.
+// retryPolicy repeats failed attempts with exponential backoff and jitter, so
+// that clients failed by one outage do not all come back at the same instant.
 type retryPolicy struct {
 	retries int
 	base    time.Duration
 }
 
-// do returns the number of attempts made and the last error. It stops early on
-// a non-retryable error or when ctx ends.
-func (p retryPolicy) do(ctx context.Context, attempt attemptFunc) (int, error) {
-	for n := 0; ; n++ {
-		retryAfter, err := attempt(ctx)
-		if err == nil || ctx.Err() != nil || !retryable(err) || n == p.retries {
-			if ctx.Err() != nil && err != nil {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
-			return n + 1, err
-		}
-		delay := retryAfter
-		if delay < 0 {
-			delay = p.backoff(n)
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return n + 1, err
-		}
-	}
+// newBackOff doubles the delay from base up to maxBackoff; each delay is
+// drawn from [d/2, 3d/2] around it.
+func (p retryPolicy) newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = p.base
+	b.Multiplier = 2
+	b.RandomizationFactor = 0.5
+	b.MaxInterval = maxBackoff
+	return b
 }
 
-// backoff is the delay before retry n+1: base·2ⁿ capped, then drawn from [d/2, d).
-func (p retryPolicy) backoff(n int) time.Duration {
-	d := p.base << min(n, 20)
-	if d <= 0 || d > maxBackoff {
-		d = maxBackoff
-	}
-	return d/2 + rand.N(d/2+1)
+// do returns the number of attempts made and the last error. It stops early on
+// a non-retryable error or when ctx ends. A server's Retry-After replaces the
+// backoff delay.
+func (p retryPolicy) do(ctx context.Context, attempt attemptFunc) (int, error) {
+	n := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		n++
+		retryAfter, err := attempt(ctx)
+		switch {
+		case err == nil:
+			return struct{}{}, nil
+		case ctx.Err() != nil:
+			return struct{}{}, backoff.Permanent(fmt.Errorf("%w (%w)", ctx.Err(), err))
+		case !retryable(err):
+			return struct{}{}, backoff.Permanent(err)
+		case retryAfter >= 0:
+			return struct{}{}, &serverWait{err: err, wait: &backoff.RetryAfterError{Duration: retryAfter}}
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(p.newBackOff()), backoff.WithMaxTries(uint(p.retries)+1), backoff.WithMaxElapsedTime(0))
+	return n, err
 }
+
+// serverWait is a failed attempt whose answer said how long to wait: it reads
+// as the failure, and tells the backoff the wait.
+type serverWait struct {
+	err  error
+	wait *backoff.RetryAfterError
+}
+
+func (e *serverWait) Error() string   { return e.err.Error() }
+func (e *serverWait) Unwrap() []error { return []error{e.err, e.wait} }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; -1 when absent or unreadable.
 func parseRetryAfter(h string, now time.Time) time.Duration {

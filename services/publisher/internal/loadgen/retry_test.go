@@ -29,15 +29,41 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+// TestBackoffBounds: the nth delay is jittered around base·2ⁿ, capped, and
+// the jitter really varies.
 func TestBackoffBounds(t *testing.T) {
 	p := retryPolicy{retries: 10, base: 100 * time.Millisecond}
-	for n := range 12 {
-		d := min(p.base<<n, maxBackoff)
-		for range 50 {
-			if got := p.backoff(n); got < d/2 || got > d {
-				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", n, got, d/2, d)
+	firsts := map[time.Duration]bool{}
+	for range 50 {
+		b := p.newBackOff()
+		for n := range 12 {
+			d := min(p.base<<n, maxBackoff)
+			got := b.NextBackOff()
+			if got < d/2 || got > d*3/2 {
+				t.Fatalf("delay %d = %v, want within [%v, %v]", n, got, d/2, d*3/2)
+			}
+			if n == 0 {
+				firsts[got] = true
 			}
 		}
+	}
+	if len(firsts) < 10 {
+		t.Errorf("50 first delays took %d values: no jitter", len(firsts))
+	}
+}
+
+// TestRetryPolicyHonoursRetryAfter: the server's wait replaces the backoff,
+// and the last failure is what the caller sees.
+func TestRetryPolicyHonoursRetryAfter(t *testing.T) {
+	p := retryPolicy{retries: 2, base: time.Hour} // a backoff delay would time the test out
+	calls := 0
+	n, err := p.do(t.Context(), func(context.Context) (time.Duration, error) {
+		calls++
+		return 0, &StatusError{Code: 503}
+	})
+	var se *StatusError
+	if n != 3 || calls != 3 || !errors.As(err, &se) || se.Code != 503 {
+		t.Errorf("after 503 with Retry-After: 0: %d attempts, %d calls, err %v; want 3, 3, the 503", n, calls, err)
 	}
 }
 
