@@ -30,6 +30,8 @@ func (t *Topics) Await(ctx context.Context, log *slog.Logger) error {
 		if msg := err.Error(); msg != logged && ctx.Err() == nil {
 			log.Error("kafka not ready; retrying", "err", err)
 			logged = msg
+		} else {
+			log.Debug("kafka still not ready", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -2,14 +2,8 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,7 +156,7 @@ func TestSecureWrongPassword(t *testing.T) {
 // that names the CA setting.
 func TestSecureUntrustedCA(t *testing.T) {
 	k := testdeps.KafkaSecure(t)
-	topics, err := NewTopics(k.Brokers, secure(t, k, config.SASLScramSHA256, k.Password, otherCA(t)), false,
+	topics, err := NewTopics(k.Brokers, secure(t, k, config.SASLScramSHA256, k.Password, testdeps.OtherCAFile(t)), false,
 		TopicSpec{Name: "any"})
 	if err != nil {
 		t.Fatal(err)
@@ -231,32 +225,4 @@ func TestCreateTopicsWithoutCreateACL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "needs CREATE on the cluster or on the topic") {
 		t.Fatalf("err %v, want one naming the CREATE permission", err)
 	}
-}
-
-// otherCA writes the certificate of a CA the broker's certificate does not
-// come from.
-func otherCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "some other CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }
