@@ -127,8 +127,12 @@ func (s Security) explain(err error) error {
 		hint = "the brokers' certificate failed verification: check AGGREGATOR_KAFKA_TLS_CA_FILE and the certificate's dates"
 	case errors.As(err, &header):
 		hint = "the listener does not speak TLS: unset AGGREGATOR_KAFKA_TLS or use the brokers' TLS port"
-	case s.TLS == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "connection reset")):
+	case closed(err) && s.TLS == nil:
 		hint = "the connection was closed at once: if the listener expects TLS, set AGGREGATOR_KAFKA_TLS=true"
+	case closed(err):
+		// A PLAINTEXT listener reads the TLS hello as a malformed request
+		// and hangs up.
+		hint = "the connection was closed during the TLS handshake: the listener may not speak TLS; unset AGGREGATOR_KAFKA_TLS or use the brokers' TLS port"
 	case errors.Is(err, kafka.TopicAuthorizationFailed):
 		hint = "this principal lacks an ACL on a topic: it needs DESCRIBE, READ (worker) and WRITE (ingest, dead letters) on the topics"
 	case errors.Is(err, kafka.GroupAuthorizationFailed):
@@ -140,4 +144,9 @@ func (s Security) explain(err error) error {
 		return fmt.Errorf("kafka over %s: %w", s.describe(), err)
 	}
 	return fmt.Errorf("kafka over %s: %w (%s)", s.describe(), err, hint)
+}
+
+// closed reports whether err is the peer hanging up.
+func closed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "connection reset")
 }

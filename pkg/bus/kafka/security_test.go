@@ -226,3 +226,38 @@ func TestCreateTopicsWithoutCreateACL(t *testing.T) {
 		t.Fatalf("err %v, want one naming the CREATE permission", err)
 	}
 }
+
+// TestSecurityProtocolMismatch: TLS against a PLAINTEXT listener, and no
+// TLS against a TLS listener, each say which setting to look at rather than
+// a bare EOF.
+func TestSecurityProtocolMismatch(t *testing.T) {
+	k := testdeps.KafkaSecure(t)
+	plainBrokers := testdeps.KafkaBrokers(t)
+	cases := []struct {
+		name    string
+		brokers []string
+		sec     Security
+		want    string
+	}{
+		{"TLS to PLAINTEXT", plainBrokers, secure(t, k, config.SASLNone, "", k.CAFile), "may not speak TLS"},
+		{"PLAINTEXT to SASL_SSL", k.Brokers, Security{}, "AGGREGATOR_KAFKA_TLS=true"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			topics, err := NewTopics(tc.brokers, tc.sec, false, TopicSpec{Name: "any"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer topics.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = topics.Ready(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one saying %q", err, tc.want)
+			}
+			if testing.Verbose() {
+				t.Log(err)
+			}
+		})
+	}
+}
