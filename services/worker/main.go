@@ -86,6 +86,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 		return err
 	}
 	defer topics.Close()
+	topics.RequireGroup(cfg.Group)
 	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns, pgOpts...)
 	if err != nil {
 		return err

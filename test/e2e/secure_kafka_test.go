@@ -145,25 +145,31 @@ func TestSecureKafkaPipeline(t *testing.T) {
 	}
 }
 
-// TestSecureKafkaRefused: a wrong password, an untrusted broker certificate
-// and a missing topic (creation off) each give one log line that names the
-// cause, the service never reports ready, and it stays up (no crash loop).
+// TestSecureKafkaRefused: a wrong password, an untrusted broker certificate,
+// a missing topic (creation off) and a consumer group without an ACL each
+// give one log line that names the cause, the service never reports ready,
+// and it stays up (no crash loop).
 func TestSecureKafkaRefused(t *testing.T) {
 	k := testdeps.KafkaSecure(t)
 	topic := testdeps.NewKafkaTopic(t, 1)
 	dlq := testdeps.NewKafkaTopic(t, 1)
 	testdeps.GrantKafkaACLs(t, k.Principal(), "", topic, dlq)
+	group := "e2e-secure-" + randomHex(6)
+	testdeps.GrantKafkaACLs(t, k.Principal(), group, topic, dlq)
 	cases := []struct {
-		name string
-		set  map[string]string
-		want []string // substrings of the logged error
+		name   string
+		worker bool // the worker instead of the ingest
+		set    map[string]string
+		want   []string // substrings of the logged error
 	}{
-		{"wrong password", map[string]string{"AGGREGATOR_KAFKA_SASL_PASSWORD": "not-the-password"},
+		{"wrong password", false, map[string]string{"AGGREGATOR_KAFKA_SASL_PASSWORD": "not-the-password"},
 			[]string{"SASL Authentication Failed", "refused the SASL credentials"}},
-		{"untrusted CA", map[string]string{"AGGREGATOR_KAFKA_TLS_CA_FILE": testdeps.OtherCAFile(t)},
+		{"untrusted CA", false, map[string]string{"AGGREGATOR_KAFKA_TLS_CA_FILE": testdeps.OtherCAFile(t)},
 			[]string{"certificate signed by unknown authority", "AGGREGATOR_KAFKA_TLS_CA_FILE"}},
-		{"missing topic", map[string]string{"AGGREGATOR_KAFKA_DLQ_TOPIC": dlq + "-missing"},
+		{"missing topic", false, map[string]string{"AGGREGATOR_KAFKA_DLQ_TOPIC": dlq + "-missing"},
 			[]string{dlq + "-missing", "does not exist", "CREATE on the cluster or the topic"}},
+		{"group without ACL", true, map[string]string{"AGGREGATOR_KAFKA_GROUP": group + "-other"},
+			[]string{"Group Authorization Failed", group + "-other", "AGGREGATOR_KAFKA_GROUP"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,7 +187,14 @@ func TestSecureKafkaRefused(t *testing.T) {
 			addr := freeAddr(t)
 			set["AGGREGATOR_ADDR"] = addr
 			dir := logDir(t)
-			p := newProcess(t, dir, "ingest", bin.ingest, serviceEnv(t, &config.Ingest{}, set), addr)
+			var p *process
+			if tc.worker {
+				set["AGGREGATOR_POSTGRES_URL"] = testdeps.NewPostgresDB(t)
+				set["AGGREGATOR_REDIS_URL"] = testdeps.RedisURL(t)
+				p = newProcess(t, dir, "worker", bin.worker, serviceEnv(t, &config.Worker{}, set), addr)
+			} else {
+				p = newProcess(t, dir, "ingest", bin.ingest, serviceEnv(t, &config.Ingest{}, set), addr)
+			}
 			p.start(t)
 			var errs []string
 			if !waitFor(ctx, 100*time.Millisecond, func() bool {
@@ -208,7 +221,7 @@ func TestSecureKafkaRefused(t *testing.T) {
 				}
 			}
 			if !p.running() {
-				t.Fatalf("ingest exited; log:\n%s", tail(p.log, 30))
+				t.Fatalf("%s exited; log:\n%s", p.name, tail(p.log, 30))
 			}
 			if !waitFor(ctx, 100*time.Millisecond, func() bool { return len(loggedErrors(p.log, "kafka still not ready")) >= 2 }) {
 				t.Fatalf("fewer than 3 attempts within a minute; log:\n%s", tail(p.log, 30))

@@ -136,7 +136,7 @@ func (s Security) explain(err error) error {
 	case errors.Is(err, kafka.TopicAuthorizationFailed):
 		hint = "this principal lacks an ACL on a topic: it needs DESCRIBE, READ (worker) and WRITE (ingest, dead letters) on the topics"
 	case errors.Is(err, kafka.GroupAuthorizationFailed):
-		hint = "this principal lacks READ on the consumer group"
+		hint = "this principal lacks READ on the consumer group (AGGREGATOR_KAFKA_GROUP)"
 	case errors.Is(err, kafka.ClusterAuthorizationFailed):
 		hint = "this principal lacks a cluster ACL for this request"
 	}

@@ -261,3 +261,34 @@ func TestSecurityProtocolMismatch(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupWithoutACL: a worker's principal that may read its topics but
+// not its consumer group is not ready, and the error names the group.
+func TestGroupWithoutACL(t *testing.T) {
+	k := testdeps.KafkaSecure(t)
+	topic := testdeps.NewKafkaTopic(t, 1)
+	allowed, denied := topic+"-group", topic+"-other-group"
+	testdeps.GrantKafkaACLs(t, k.Principal(), allowed, topic)
+	sec := secure(t, k, config.SASLScramSHA512, k.Password, k.CAFile)
+	for group, ok := range map[string]bool{allowed: true, denied: false} {
+		topics, err := NewTopics(k.Brokers, sec, false, TopicSpec{Name: topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer topics.Close()
+		topics.RequireGroup(group)
+		if ok {
+			awaitReady(t, topics)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = topics.Ready(ctx)
+		if !errors.Is(err, kafka.GroupAuthorizationFailed) || !strings.Contains(err.Error(), denied) {
+			t.Errorf("group without ACL: err %v, want group authorization failed naming %s", err, denied)
+		}
+		if testing.Verbose() {
+			t.Log(err)
+		}
+	}
+}

@@ -37,6 +37,7 @@ type Topics struct {
 	sec     Security
 	specs   []TopicSpec
 	create  bool
+	group   string // consumer group the principal must reach; "" for none
 	// A private transport: the default one caches metadata for seconds, so
 	// a topic created by another process could look missing for that long.
 	tr     *kafka.Transport
@@ -62,6 +63,11 @@ func NewTopics(brokers []string, sec Security, create bool, specs ...TopicSpec) 
 		client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
 	}, nil
 }
+
+// RequireGroup adds the consumer group to what Ensure and Ready check: a
+// principal without an ACL on it could never join, and would idle while
+// looking ready.
+func (t *Topics) RequireGroup(group string) { t.group = group }
 
 // Close closes the idle connections.
 func (t *Topics) Close() { t.tr.CloseIdleConnections() }
@@ -98,7 +104,10 @@ func (t *Topics) Ensure(ctx context.Context) error {
 			return err
 		}
 	}
-	return t.sec.explain(waitTopics(ctx, t.client, t.names()))
+	if err := t.sec.explain(waitTopics(ctx, t.client, t.names())); err != nil {
+		return err
+	}
+	return t.groupAccess(ctx)
 }
 
 // Ready is the readiness check: an authenticated metadata round trip that
@@ -110,6 +119,28 @@ func (t *Topics) Ready(ctx context.Context) error {
 	}
 	if len(missing) > 0 {
 		return t.missingError(missing)
+	}
+	return t.groupAccess(ctx)
+}
+
+// groupAccess describes the consumer group, which needs an ACL on it. (Its
+// READ, which joining needs, implies DESCRIBE: a principal with DESCRIBE
+// alone passes here and fails to join.)
+func (t *Topics) groupAccess(ctx context.Context) error {
+	if t.group == "" {
+		return nil
+	}
+	res, err := t.client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{t.group}})
+	if err == nil {
+		for _, g := range res.Groups {
+			if g.Error != nil {
+				err = g.Error
+				break
+			}
+		}
+	}
+	if err != nil {
+		return t.sec.explain(fmt.Errorf("consumer group %s: %w", t.group, err))
 	}
 	return nil
 }
