@@ -68,7 +68,6 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	defer topics.Close()
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = topics.Await(tctx, log)
 	cancel()

@@ -85,7 +85,6 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	defer topics.Close()
 	topics.RequireGroup(cfg.Group)
 	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns, pgOpts...)
 	if err != nil {

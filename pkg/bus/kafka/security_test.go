@@ -112,7 +112,6 @@ func TestSecureListener(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer topics.Close()
 			awaitReady(t, topics)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -140,7 +139,6 @@ func TestSecureWrongPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer topics.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = topics.Ready(ctx)
@@ -161,7 +159,6 @@ func TestSecureUntrustedCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer topics.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = topics.Ready(ctx)
@@ -185,7 +182,6 @@ func TestTopicsMissingWithoutCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer topics.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for name, check := range map[string]func(context.Context) error{"Ensure": topics.Ensure, "Ready": topics.Ready} {
@@ -195,7 +191,9 @@ func TestTopicsMissingWithoutCreate(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrTopicMissing naming %s and the CREATE permission", name, err, missing)
 		}
 	}
-	md, err := topics.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{missing}})
+	client, done := topics.open()
+	defer done()
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{missing}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +216,6 @@ func TestCreateTopicsWithoutCreateACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer topics.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = topics.Ensure(ctx)
@@ -248,7 +245,6 @@ func TestSecurityProtocolMismatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer topics.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			err = topics.Ready(ctx)
@@ -275,7 +271,6 @@ func TestGroupWithoutACL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer topics.Close()
 		topics.RequireGroup(group)
 		if ok {
 			awaitReady(t, topics)

@@ -25,6 +25,12 @@ const DefaultPartitions = 12
 // metadataPoll is how often EnsureTopics looks for the created topics.
 const metadataPoll = 100 * time.Millisecond
 
+// metadataTTL is how long the topic client's transport keeps metadata. It
+// also bounds each of its background metadata requests, so it must outlast a
+// slow broker: a transport created per check fetches fresh metadata first
+// anyway, and waits for the topics it creates.
+const metadataTTL = 2 * time.Second
+
 // ErrTopicMissing is wrapped by the error of a topic that does not exist
 // (or that this principal may not see) when creating it is not allowed.
 var ErrTopicMissing = errors.New("kafka topic missing")
@@ -38,15 +44,10 @@ type Topics struct {
 	specs   []TopicSpec
 	create  bool
 	group   string // consumer group the principal must reach; "" for none
-	// A private transport: the default one caches metadata for seconds, so
-	// a topic created by another process could look missing for that long.
-	tr     *kafka.Transport
-	client *kafka.Client
 }
 
 // NewTopics returns the Topics of specs on brokers. With create false a
-// missing topic is an error naming it and the permission needed; Close
-// releases its connections.
+// missing topic is an error naming it and the permission needed.
 func NewTopics(brokers []string, sec Security, create bool, specs ...TopicSpec) (*Topics, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("kafka topics: no brokers")
@@ -56,21 +57,23 @@ func NewTopics(brokers []string, sec Security, create bool, specs ...TopicSpec) 
 			return nil, errors.New("kafka topics: empty topic name")
 		}
 	}
-	tr := sec.transport()
-	tr.MetadataTTL = metadataPoll
-	return &Topics{
-		brokers: brokers, sec: sec, specs: specs, create: create, tr: tr,
-		client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: tr},
-	}, nil
+	return &Topics{brokers: brokers, sec: sec, specs: specs, create: create}, nil
+}
+
+// open returns a client on a transport of its own, and its closer. Each
+// check connects anew: a readiness probe then proves the handshake still
+// succeeds, sees topics created since, and no idle transport refreshes
+// metadata in the background.
+func (t *Topics) open() (*kafka.Client, func()) {
+	tr := t.sec.transport()
+	tr.MetadataTTL = metadataTTL
+	return &kafka.Client{Addr: kafka.TCP(t.brokers...), Transport: tr}, tr.CloseIdleConnections
 }
 
 // RequireGroup adds the consumer group to what Ensure and Ready check: a
 // principal without an ACL on it could never join, and would idle while
 // looking ready.
 func (t *Topics) RequireGroup(group string) { t.group = group }
-
-// Close closes the idle connections.
-func (t *Topics) Close() { t.tr.CloseIdleConnections() }
 
 // EnsureTopics creates the topics that do not exist and returns once the
 // cluster's metadata shows every one of them with a leader for each
@@ -81,7 +84,6 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	if err != nil {
 		return err
 	}
-	defer t.Close()
 	return t.Ensure(ctx)
 }
 
@@ -89,10 +91,9 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 // it creates the missing ones when allowed, and otherwise returns an error
 // wrapping ErrTopicMissing that names them and the permission needed.
 func (t *Topics) Ensure(ctx context.Context) error {
-	if len(t.specs) == 0 {
-		return nil
-	}
-	missing, err := t.missing(ctx)
+	client, done := t.open()
+	defer done()
+	missing, err := t.missing(ctx, client)
 	if err != nil {
 		return err
 	}
@@ -100,37 +101,39 @@ func (t *Topics) Ensure(ctx context.Context) error {
 		return t.missingError(missing)
 	}
 	if len(missing) > 0 {
-		if err := t.createTopics(ctx, missing); err != nil {
+		if err := t.createTopics(ctx, client, missing); err != nil {
 			return err
 		}
 	}
-	if err := t.sec.explain(waitTopics(ctx, t.client, t.names())); err != nil {
+	if err := t.sec.explain(waitTopics(ctx, client, t.names())); err != nil {
 		return err
 	}
-	return t.groupAccess(ctx)
+	return t.groupAccess(ctx, client)
 }
 
 // Ready is the readiness check: an authenticated metadata round trip that
 // shows every topic. It never creates one.
 func (t *Topics) Ready(ctx context.Context) error {
-	missing, err := t.missing(ctx)
+	client, done := t.open()
+	defer done()
+	missing, err := t.missing(ctx, client)
 	if err != nil {
 		return err
 	}
 	if len(missing) > 0 {
 		return t.missingError(missing)
 	}
-	return t.groupAccess(ctx)
+	return t.groupAccess(ctx, client)
 }
 
 // groupAccess describes the consumer group, which needs an ACL on it. (Its
 // READ, which joining needs, implies DESCRIBE: a principal with DESCRIBE
 // alone passes here and fails to join.)
-func (t *Topics) groupAccess(ctx context.Context) error {
+func (t *Topics) groupAccess(ctx context.Context, client *kafka.Client) error {
 	if t.group == "" {
 		return nil
 	}
-	res, err := t.client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{t.group}})
+	res, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{t.group}})
 	if err == nil {
 		for _, g := range res.Groups {
 			if g.Error != nil {
@@ -156,8 +159,11 @@ func (t *Topics) names() []string {
 // missing returns the specs whose topic the metadata does not show. A topic
 // this principal may not DESCRIBE is left out of the metadata by the
 // brokers, so it looks missing too.
-func (t *Topics) missing(ctx context.Context) ([]TopicSpec, error) {
-	md, err := t.client.Metadata(ctx, &kafka.MetadataRequest{Topics: t.names()})
+func (t *Topics) missing(ctx context.Context, client *kafka.Client) ([]TopicSpec, error) {
+	if len(t.specs) == 0 {
+		return nil, nil
+	}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: t.names()})
 	if err != nil {
 		return nil, t.sec.explain(fmt.Errorf("metadata from %v: %w", t.brokers, err))
 	}
@@ -188,7 +194,7 @@ func (t *Topics) missingError(missing []TopicSpec) error {
 		ErrTopicMissing, names)
 }
 
-func (t *Topics) createTopics(ctx context.Context, specs []TopicSpec) error {
+func (t *Topics) createTopics(ctx context.Context, client *kafka.Client, specs []TopicSpec) error {
 	req := &kafka.CreateTopicsRequest{}
 	names := make([]string, 0, len(specs))
 	for _, s := range specs {
@@ -203,7 +209,7 @@ func (t *Topics) createTopics(ctx context.Context, specs []TopicSpec) error {
 		req.Topics = append(req.Topics, tc)
 		names = append(names, s.Name)
 	}
-	res, err := t.client.CreateTopics(ctx, req)
+	res, err := client.CreateTopics(ctx, req)
 	if err != nil {
 		return t.sec.explain(fmt.Errorf("create topics %v: %w", names, err))
 	}
