@@ -2,8 +2,14 @@ package kafka
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,5 +291,50 @@ func TestGroupWithoutACL(t *testing.T) {
 		if testing.Verbose() {
 			t.Log(err)
 		}
+	}
+}
+
+// TestSecurityFromConfigClientCertificate: mutual TLS settings reach every
+// connection's TLS configuration, with verification on by default.
+func TestSecurityFromConfigClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "event-aggregator"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := config.KafkaSecurity{TLS: true, TLSCertFile: certFile, TLSKeyFile: keyFile, TLSServerName: "kafka.internal"}
+	s, err := SecurityFromConfig(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TLS == nil || len(s.TLS.Certificates) != 1 || s.TLS.ServerName != "kafka.internal" || s.TLS.InsecureSkipVerify || s.SASL != nil {
+		t.Fatalf("TLS config %+v, SASL %v: want the client certificate, the server name, verification on, no SASL", s.TLS, s.SASL)
+	}
+	if d := s.dialer(); d.TLS != s.TLS {
+		t.Error("the dialer does not use the TLS configuration")
+	}
+	if tr := s.transport(); tr.TLS != s.TLS {
+		t.Error("the transport does not use the TLS configuration")
+	}
+	c.TLS = false
+	if s, err := SecurityFromConfig(&c); err != nil || s.TLS != nil {
+		t.Errorf("TLS off: %+v, %v; want no TLS", s.TLS, err)
 	}
 }
