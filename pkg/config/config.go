@@ -37,6 +37,7 @@ type Kafka struct {
 	Partitions        int           `name:"kafka-partitions" env:"AGGREGATOR_KAFKA_PARTITIONS" default:"12" help:"Partitions of the events topic when it is created."`
 	ReplicationFactor int           `name:"kafka-replication-factor" env:"AGGREGATOR_KAFKA_REPLICATION_FACTOR" default:"1" help:"Replication factor of the topics when they are created."`
 	BatchTimeout      time.Duration `name:"kafka-batch-timeout" env:"AGGREGATOR_KAFKA_BATCH_TIMEOUT" default:"2ms" help:"How long the producer waits to fill a batch."`
+	KafkaSecurity     `embed:""`
 }
 
 // Consumer configures how a worker reads and batches records.

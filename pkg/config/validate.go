@@ -78,6 +78,10 @@ func (c *Kafka) validate() error {
 	if c.BatchTimeout < 0 {
 		errs = append(errs, errors.New("--kafka-batch-timeout must not be negative"))
 	}
+	if c.MinInsyncReplicas > c.ReplicationFactor {
+		errs = append(errs, errors.New("--kafka-min-insync-replicas must not exceed --kafka-replication-factor"))
+	}
+	errs = append(errs, c.KafkaSecurity.validate())
 	return errors.Join(errs...)
 }
 

@@ -5,6 +5,16 @@
 #   scripts/deps/kafka.sh up|down|restart|stop|start|status|env
 #   scripts/deps/kafka.sh topics ARGS...   (kafka-topics against our broker)
 #
+# Besides the PLAINTEXT listener the same broker has a SASL_SSL listener on
+# 127.0.0.1:${AGGREGATOR_KAFKA_SASL_PORT:-9094}, as managed Kafka services
+# run them: TLS with a certificate of a CA generated here (keytool, from the
+# JDK), SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one user created when
+# the storage is formatted, and the standard KRaft authorizer. The PLAINTEXT
+# listener's principal (User:ANONYMOUS) is a super user, so everything that
+# talks PLAINTEXT works as before; the SASL user has no ACL until one is
+# granted (the tests grant what they need). env prints the SASL_SSL broker,
+# user, password and CA file next to the plain broker list.
+#
 # The broker runs from Maven Central's jars (org.apache.kafka:kafka_2.13 and
 # its runtime dependencies) with the machine's Java: no tarball download. Jars
 # are cached in <repo>/.cache/kafka-<version>/libs; data, config, pid file and
@@ -26,15 +36,28 @@ DEPENDENCY_PLUGIN_VERSION=3.8.1
 
 KAFKA_PORT="${AGGREGATOR_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${AGGREGATOR_KAFKA_CONTROLLER_PORT:-9093}"
+SASL_PORT="${AGGREGATOR_KAFKA_SASL_PORT:-9094}"
 KAFKA_BROKERS="$DEPS_HOST:$KAFKA_PORT"
+SASL_BROKERS="$DEPS_HOST:$SASL_PORT"
+# A throwaway local broker: fixed credentials, printed by env.
+SASL_USER=aggregator
+SASL_PASSWORD=aggregator-secret
+# Keystore password of the generated broker certificate (local only).
+TLS_STOREPASS=aggregator-test
 KAFKA_HEAP="${AGGREGATOR_KAFKA_HEAP:-768m}"
 # Fixed id: one throwaway single-node cluster per state dir.
 CLUSTER_ID=MkU3OEVBNTcwNTJENDM2Qk
 
 KAFKA_HOME="$(deps_cache_dir)/kafka-$KAFKA_VERSION"
 LIBS_DIR="$KAFKA_HOME/libs"
-STATE_DIR="$(deps_state_dir kafka)"
+# Physical path: the pid check matches the broker's command line, which holds
+# this path as the run that started it spelled it, through any symlink.
+STATE_DIR="$(cd "$(deps_state_dir kafka)" && pwd -P)"
 DATA_DIR="$STATE_DIR/data"
+TLS_DIR="$STATE_DIR/tls"
+# Written into the data dir by format_storage: data formatted before the
+# SASL_SSL listener existed has no SCRAM user and is formatted again.
+SECURITY_MARK="$DATA_DIR/.sasl-scram-v1"
 CONFIG_FILE="$STATE_DIR/server.properties"
 LOG4J_FILE="$STATE_DIR/log4j2.properties"
 TOOLS_LOG4J_FILE="$STATE_DIR/tools-log4j2.properties"
@@ -166,11 +189,26 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$DEPS_HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$DEPS_HOST:$KAFKA_PORT,CONTROLLER://$DEPS_HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$DEPS_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$DEPS_HOST:$KAFKA_PORT,CONTROLLER://$DEPS_HOST:$CONTROLLER_PORT,SASL_SSL://$DEPS_HOST:$SASL_PORT
+advertised.listeners=PLAINTEXT://$DEPS_HOST:$KAFKA_PORT,SASL_SSL://$DEPS_HOST:$SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+# ACLs as a secured cluster enforces them. Loopback PLAINTEXT clients (and the
+# controller) are User:ANONYMOUS: super user, so they keep working unchanged.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+# SASL_SSL: the mechanisms managed services offer. PLAIN users live in the
+# JAAS line; SCRAM users in the cluster metadata (format_storage).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$TLS_STOREPASS
+listener.name.sasl_ssl.ssl.key.password=$TLS_STOREPASS
 log.dirs=$DATA_DIR
 num.partitions=12
 # One node: internal topics cannot have more than one replica.
@@ -222,16 +260,60 @@ run_tool() {
 }
 
 format_storage() {
-	if [[ -f $DATA_DIR/meta.properties ]]; then
+	if [[ -f $DATA_DIR/meta.properties && -f $SECURITY_MARK ]]; then
 		return 0
 	fi
-	log "formatting $DATA_DIR (cluster id $CLUSTER_ID)"
+	if [[ -f $DATA_DIR/meta.properties ]]; then
+		# SCRAM users can only be added at format time without a running
+		# broker: old data (no SASL user) is dropped once.
+		log "data in $DATA_DIR predates the SASL_SSL listener; formatting it again (topics are lost)"
+		rm -rf "$DATA_DIR"
+	fi
+	log "formatting $DATA_DIR (cluster id $CLUSTER_ID, SCRAM user $SASL_USER)"
 	mkdir -p "$DATA_DIR"
 	if ! run_tool kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" --config "$CONFIG_FILE" \
+		--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" \
+		--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" \
 		--ignore-formatted >"$STATE_DIR/format.log" 2>&1; then
 		log_tail "$STATE_DIR/format.log"
 		die "kafka storage format failed"
 	fi
+	touch "$SECURITY_MARK"
+}
+
+# make_certs : a CA and the broker's certificate (localhost, 127.0.0.1)
+# signed by it, once per state dir, with the JDK's keytool. Clients trust
+# $TLS_DIR/ca.pem; the broker reads the PKCS12 keystore.
+make_certs() {
+	if [[ -f $TLS_DIR/ca.pem && -f $TLS_DIR/broker.p12 ]]; then
+		return 0
+	fi
+	local keytool tmp
+	keytool="$(dirname "$(readlink -f "$JAVA")")/keytool"
+	[[ -x $keytool ]] || die "keytool not found next to $JAVA"
+	log "generating a test CA and the broker certificate in $TLS_DIR"
+	tmp="$TLS_DIR.tmp"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	kt() { timeout 60 "$keytool" -J-Xmx64m -J-XX:TieredStopAtLevel=1 -storetype PKCS12 -storepass "$TLS_STOREPASS" "$@"; }
+	{
+		kt -genkeypair -keystore "$tmp/ca.p12" -alias ca -keyalg RSA -keysize 2048 -validity 3650 \
+			-dname "CN=event-aggregator test CA" -ext bc:c -ext ku:c=keyCertSign,cRLSign &&
+			kt -exportcert -rfc -keystore "$tmp/ca.p12" -alias ca -file "$tmp/ca.pem" &&
+			kt -genkeypair -keystore "$tmp/broker.p12" -alias broker -keyalg RSA -keysize 2048 -validity 3650 \
+				-dname "CN=localhost" &&
+			kt -certreq -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.csr" &&
+			kt -gencert -keystore "$tmp/ca.p12" -alias ca -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" \
+				-rfc -validity 3650 -ext san=dns:localhost,ip:127.0.0.1 -ext ku:c=digitalSignature,keyEncipherment \
+				-ext eku=serverAuth &&
+			kt -importcert -noprompt -keystore "$tmp/broker.p12" -alias ca -file "$tmp/ca.pem" &&
+			kt -importcert -noprompt -keystore "$tmp/broker.p12" -alias broker -file "$tmp/broker.pem"
+	} >"$STATE_DIR/keytool.log" 2>&1 || {
+		log_tail "$STATE_DIR/keytool.log"
+		die "generating the broker certificate failed"
+	}
+	rm -rf "$TLS_DIR"
+	mv "$tmp" "$TLS_DIR"
 }
 
 ours_pid() {
@@ -248,9 +330,10 @@ start_ours() {
 	local pid deadline
 	find_java
 	fetch_jars
+	make_certs
 	write_config
 	format_storage
-	log "starting Kafka $KAFKA_VERSION on $KAFKA_BROKERS (controller $DEPS_HOST:$CONTROLLER_PORT, log $SERVER_LOG)"
+	log "starting Kafka $KAFKA_VERSION on $KAFKA_BROKERS and SASL_SSL $SASL_BROKERS (controller $DEPS_HOST:$CONTROLLER_PORT, log $SERVER_LOG)"
 	rm -f "$PID_FILE"
 	# setsid: the broker outlives the shell (and process group) that started it.
 	# A plain command, not a function, in the background: $! is then the java
@@ -273,6 +356,10 @@ start_ours() {
 		log_tail "$SERVER_LOG"
 		die "Kafka did not open $KAFKA_BROKERS within ${DEPS_TIMEOUT}s"
 	fi
+	if ! wait_tcp "$DEPS_HOST" "$SASL_PORT" "$DEPS_TIMEOUT" "$pid"; then
+		log_tail "$SERVER_LOG"
+		die "Kafka did not open its SASL_SSL listener $SASL_BROKERS within ${DEPS_TIMEOUT}s"
+	fi
 	deadline=$((SECONDS + DEPS_TIMEOUT))
 	until broker_ready; do
 		if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
@@ -285,6 +372,13 @@ start_ours() {
 }
 
 cmd_up() {
+	if ours_pid >/dev/null && tcp_open "$DEPS_HOST" "$KAFKA_PORT" && ! tcp_open "$DEPS_HOST" "$SASL_PORT"; then
+		# Started by an older version of this script: once, restart it with
+		# the SASL_SSL listener.
+		log "our broker has no SASL_SSL listener on $SASL_BROKERS; restarting it with one"
+		stop_ours
+		wait_tcp_closed "$DEPS_HOST" "$KAFKA_PORT" "$DEPS_TIMEOUT" || die "$KAFKA_BROKERS still answers after stopping our broker"
+	fi
 	if ours_pid >/dev/null && tcp_open "$DEPS_HOST" "$KAFKA_PORT"; then
 		log "already running (started by this script) on $KAFKA_BROKERS"
 		printf '%s\n' "$KAFKA_BROKERS"
@@ -323,6 +417,12 @@ stop_ours() {
 
 cmd_env() {
 	printf "export AGGREGATOR_KAFKA_BROKERS='%s'\n" "$KAFKA_BROKERS"
+	# Not the binaries' own names: a shell that evaluates this still runs
+	# them against the PLAINTEXT listener.
+	printf "export AGGREGATOR_KAFKA_SASL_SSL_BROKERS='%s'\n" "$SASL_BROKERS"
+	printf "export AGGREGATOR_KAFKA_SASL_SSL_USER='%s'\n" "$SASL_USER"
+	printf "export AGGREGATOR_KAFKA_SASL_SSL_PASSWORD='%s'\n" "$SASL_PASSWORD"
+	printf "export AGGREGATOR_KAFKA_SASL_SSL_CA_FILE='%s'\n" "$TLS_DIR/ca.pem"
 }
 
 # cmd_topics ARGS... : kafka-topics against our broker, e.g.

@@ -59,15 +59,24 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 	}
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
+	sec, err := kafka.SecurityFromConfig(&cfg.KafkaSecurity)
+	if err != nil {
+		return err
+	}
+	topics, err := kafka.NewTopics(cfg.Brokers, sec, cfg.CreateTopics,
+		kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, cfg.MinInsyncReplicas)...)
+	if err != nil {
+		return err
+	}
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = kafka.AwaitTopics(tctx, cfg.Brokers, log,
-		kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor)...)
+	err = topics.Await(tctx, log)
 	cancel()
 	if err != nil {
 		return err
 	}
 	producer, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:      cfg.Brokers,
+		Security:     sec,
 		Topic:        cfg.Topic,
 		BatchTimeout: cfg.BatchTimeout,
 		Tracer:       tracing.Provider,
@@ -83,7 +92,7 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 			Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
 			Timeout:      cfg.PublishTimeout,
 		}, log, metrics),
-		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": kafka.Reachable(cfg.Brokers)}),
+		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": topics.Ready}),
 		Metrics: metrics.Handler(),
 		Keys:    auth.NewKeys(cfg.APIKeys),
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),

@@ -76,6 +76,16 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	if tracing.Exporting {
 		pgOpts = append(pgOpts, postgres.WithTracerProvider(tracing.Provider))
 	}
+	sec, err := kafka.SecurityFromConfig(&cfg.KafkaSecurity)
+	if err != nil {
+		return err
+	}
+	topics, err := kafka.NewTopics(cfg.Brokers, sec, cfg.CreateTopics,
+		kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, cfg.MinInsyncReplicas)...)
+	if err != nil {
+		return err
+	}
+	topics.RequireGroup(cfg.Group)
 	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns, pgOpts...)
 	if err != nil {
 		return err
@@ -87,8 +97,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 		err = store.Migrate(wctx)
 	}
 	if err == nil {
-		err = kafka.AwaitTopics(wctx, cfg.Brokers, log,
-			kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor)...)
+		err = topics.Await(wctx, log)
 	}
 	cancel()
 	if err != nil {
@@ -131,6 +140,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:     cfg.Brokers,
+		Security:    sec,
 		Topic:       cfg.Topic,
 		DLQTopic:    cfg.DLQTopic,
 		Group:       cfg.Group,
@@ -147,7 +157,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	h := api.Handler(api.Routes{
 		Ready: health.Ready(2*time.Second, map[string]health.Check{
 			"postgres": store.Ping,
-			"kafka":    kafka.Reachable(cfg.Brokers),
+			"kafka":    topics.Ready,
 		}),
 		Metrics: metrics.Handler(),
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),

@@ -73,6 +73,9 @@ type ConsumerConfig struct {
 	Topic    string
 	DLQTopic string
 	Group    string
+	// Security is how every connection of the consumer (group, partition
+	// readers, dead letters) is made: TLS and SASL (zero: neither).
+	Security Security
 
 	BatchSize   int           // most records per batch (default 500)
 	BatchLinger time.Duration // wait to fill a batch after its first record (default 5 ms)
@@ -153,6 +156,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                c.cfg.Group,
 		Brokers:           c.cfg.Brokers,
+		Dialer:            c.cfg.Security.dialer(),
 		Topics:            []string{c.cfg.Topic},
 		SessionTimeout:    c.cfg.SessionTimeout,
 		HeartbeatInterval: c.cfg.HeartbeatInterval,
@@ -173,7 +177,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		Balancer:     kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond,
-		Transport:    &kafka.Transport{ClientID: "event-aggregator"},
+		Transport:    c.cfg.Security.transport(),
 	}
 	defer func() {
 		dlq.Close()

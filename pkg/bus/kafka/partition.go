@@ -94,6 +94,7 @@ func (p *partition) open(offset int64) {
 	p.carry = nil
 	p.reader = kafka.NewReader(kafka.ReaderConfig{
 		Brokers:   p.c.cfg.Brokers,
+		Dialer:    p.c.cfg.Security.dialer(),
 		Topic:     p.c.cfg.Topic,
 		Partition: p.id,
 		MinBytes:  1,
@@ -135,8 +136,9 @@ func (p *partition) outOfRange(ctx context.Context, offset int64) int64 {
 // bounds returns the first offset of the partition and its end.
 func (p *partition) bounds(ctx context.Context) (first, last int64, err error) {
 	var conn *kafka.Conn
+	dialer := p.c.cfg.Security.dialer()
 	for _, b := range p.c.cfg.Brokers {
-		if conn, err = kafka.DialLeader(ctx, "tcp", b, p.c.cfg.Topic, p.id); err == nil {
+		if conn, err = dialer.DialLeader(ctx, "tcp", b, p.c.cfg.Topic, p.id); err == nil {
 			break
 		}
 	}

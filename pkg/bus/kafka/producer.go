@@ -27,6 +27,8 @@ type HeaderInjector func(ctx context.Context) []kafka.Header
 type ProducerConfig struct {
 	Brokers []string
 	Topic   string
+	// Security is how to connect: TLS and SASL (zero: neither).
+	Security Security
 	// BatchTimeout is how long the writer waits to fill a batch (default
 	// 2 ms). Concurrent Publish calls share batches; kafka-go's own default
 	// of 1 s would make every synchronous Publish take a second.
@@ -73,7 +75,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		BatchBytes:   int64(orDefault(int(cfg.BatchBytes), 1<<20)),
 		WriteTimeout: durationOr(cfg.WriteTimeout, 10*time.Second),
 		// Its own transport, so closing the producer closes its connections.
-		Transport: &kafka.Transport{ClientID: "event-aggregator"},
+		Transport: cfg.Security.transport(),
 	}
 	p := &Producer{w: w, headers: cfg.Headers}
 	if cfg.Tracer != nil {

@@ -4,52 +4,55 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
+	"strconv"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
-// AwaitTopics runs EnsureTopics until it succeeds or ctx ends: in a fresh
-// stack the broker often starts after the services.
-func AwaitTopics(ctx context.Context, brokers []string, log *slog.Logger, topics ...TopicSpec) error {
+// Await runs Ensure until it succeeds or ctx ends: in a fresh stack the
+// broker often starts after the services, and a missing topic or ACL may be
+// fixed by an operator meanwhile. Each distinct error is logged once, so a
+// wrong password is one log line, not one per attempt.
+func (t *Topics) Await(ctx context.Context, log *slog.Logger) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 500 * time.Millisecond
+	b.MaxInterval = 10 * time.Second
+	var logged string
 	for {
-		err := EnsureTopics(ctx, brokers, topics...)
+		err := t.Ensure(ctx)
 		if err == nil {
+			if logged != "" {
+				log.Info("kafka topics ready")
+			}
 			return nil
 		}
-		log.Warn("kafka topics not ready; retrying", "err", err)
+		if msg := err.Error(); msg != logged && ctx.Err() == nil {
+			log.Error("kafka not ready; retrying", "err", err)
+			logged = msg
+		} else {
+			log.Debug("kafka still not ready", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ensure kafka topics: %w", err)
-		case <-time.After(time.Second):
+		case <-time.After(b.NextBackOff()):
 		}
-	}
-}
-
-// Reachable returns a readiness check: some broker accepts a connection.
-func Reachable(brokers []string) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		var d net.Dialer
-		var last error
-		for _, b := range brokers {
-			conn, err := d.DialContext(ctx, "tcp", b)
-			if err == nil {
-				return conn.Close()
-			}
-			last = err
-		}
-		return fmt.Errorf("no kafka broker reachable: %w", last)
 	}
 }
 
 // EventTopics are the topics of the system: the events topic and its
-// single-partition dead-letter topic. Replicated, both require two in-sync
-// replicas: acks=all is otherwise met by the leader alone once the others
-// fall behind, and an acknowledged record dies with it. Only topics created
-// here get it: EnsureTopics leaves an existing topic as it is.
-func EventTopics(topic, dlq string, partitions, replication int) []TopicSpec {
+// single-partition dead-letter topic. Replicated, both require minISR
+// in-sync replicas (0: two): acks=all is otherwise met by the leader alone
+// once the others fall behind, and an acknowledged record dies with it.
+// Only topics created here get it: Ensure leaves an existing topic as it is.
+func EventTopics(topic, dlq string, partitions, replication, minISR int) []TopicSpec {
+	if minISR <= 0 && replication > 1 {
+		minISR = 2
+	}
 	var configs map[string]string
-	if replication > 1 {
-		configs = map[string]string{"min.insync.replicas": "2"}
+	if minISR > 0 {
+		configs = map[string]string{"min.insync.replicas": strconv.Itoa(minISR)}
 	}
 	return []TopicSpec{
 		{Name: topic, Partitions: partitions, ReplicationFactor: replication, Configs: configs},

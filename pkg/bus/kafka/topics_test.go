@@ -6,10 +6,10 @@ import "testing"
 // least two copies; one replica cannot require two.
 func TestEventTopicsMinInsyncReplicas(t *testing.T) {
 	for _, tc := range []struct {
-		replication int
-		want        string
-	}{{1, ""}, {2, "2"}, {3, "2"}, {5, "2"}} {
-		specs := EventTopics("events", "events.dlq", 12, tc.replication)
+		replication, minISR int
+		want                string
+	}{{1, 0, ""}, {2, 0, "2"}, {3, 0, "2"}, {5, 0, "2"}, {3, 3, "3"}, {1, 1, "1"}, {5, 1, "1"}} {
+		specs := EventTopics("events", "events.dlq", 12, tc.replication, tc.minISR)
 		if len(specs) != 2 || specs[0].Name != "events" || specs[1].Name != "events.dlq" || specs[1].Partitions != 1 {
 			t.Fatalf("specs %+v", specs)
 		}
