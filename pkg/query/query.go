@@ -3,9 +3,11 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -110,7 +112,54 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	page.Count = len(page.Events)
-	h.writeJSON(w, r, page)
+	b, err := marshalPage(page)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "encode response", "path", r.URL.Path, "err", err)
+		problem.Write(w, http.StatusInternalServerError, "the response cannot be encoded", nil)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// eventMeta is an event without its payload.
+type eventMeta struct {
+	Topic       string    `json:"topic"`
+	EventID     string    `json:"event_id"`
+	Timestamp   time.Time `json:"timestamp"`
+	Source      string    `json:"source"`
+	ProcessedAt time.Time `json:"processed_at"`
+}
+
+// marshalPage encodes a page with each payload exactly as stored, which is
+// as it was published: encoding/json would compact it and escape <, > and &.
+func marshalPage(p eventsPage) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	b.WriteString(`{"count":` + strconv.Itoa(p.Count) + `,"events":[`)
+	for i, e := range p.Events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if !json.Valid(e.Payload) {
+			return nil, fmt.Errorf("event %q/%q: stored payload is not JSON", e.Topic, e.EventID)
+		}
+		if err := enc.Encode(eventMeta{Topic: e.Topic, EventID: e.EventID, Timestamp: e.Timestamp,
+			Source: e.Source, ProcessedAt: e.ProcessedAt}); err != nil {
+			return nil, err
+		}
+		b.Truncate(b.Len() - 2) // the encoder's "}\n"
+		b.WriteString(`,"payload":`)
+		b.Write(e.Payload)
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	if p.NextCursor != "" {
+		b.WriteString(`,"next_cursor":"` + p.NextCursor + `"`) // base64url: nothing to escape
+	}
+	b.WriteString("}\n")
+	return b.Bytes(), nil
 }
 
 // Stats is the body of GET /stats.
