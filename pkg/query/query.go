@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
 )
@@ -94,16 +95,19 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusBadRequest, "topic is longer than 255 bytes", nil)
 		return
 	}
-	// One more than asked tells whether another page exists.
-	rows, err := h.r.Events(r.Context(), topic, after, limit+1)
+	g := auth.FromContext(r.Context())
+	if topic != "" && !g.Topic(topic) {
+		problem.Write(w, http.StatusForbidden, "this key may not read this topic", nil)
+		return
+	}
+	rows, next, err := h.page(r.Context(), g, topic, after, limit)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	page := eventsPage{Events: make([]eventJSON, 0, min(len(rows), limit))}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		page.NextCursor = encodeCursor(rows[len(rows)-1].Pos)
+	page := eventsPage{Events: make([]eventJSON, 0, len(rows))}
+	if next != nil {
+		page.NextCursor = encodeCursor(*next)
 	}
 	for _, e := range rows {
 		page.Events = append(page.Events, eventJSON{
@@ -179,6 +183,7 @@ func (h *Handlers) Stats(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	counts = readable(auth.FromContext(r.Context()), counts)
 	s := Stats{Topics: make([]string, 0, len(counts)), StartedAt: h.started.UTC(),
 		Uptime: time.Since(h.started).Seconds()}
 	for _, c := range counts {
@@ -199,6 +204,7 @@ func (h *Handlers) Topics(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	counts = readable(auth.FromContext(r.Context()), counts)
 	if counts == nil {
 		counts = []event.Counts{}
 	}
