@@ -154,3 +154,16 @@ func (k *Keys) Watch(ctx context.Context, interval time.Duration, log *slog.Logg
 		}
 	}
 }
+
+// PollInterval is how often a running binary checks its key file.
+const PollInterval = 2 * time.Second
+
+// Open loads the keys and, with a key file, watches it until ctx ends.
+func Open(ctx context.Context, list []string, path string, log *slog.Logger) (*Keys, error) {
+	k, err := LoadKeys(list, path)
+	if err != nil {
+		return nil, err
+	}
+	go k.Watch(ctx, PollInterval, log)
+	return k, nil
+}
