@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -484,7 +485,14 @@ func ParseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
+// timeShape is the timestamp syntax openapi.json states: time.Parse alone
+// also takes a comma before the fraction and any number of digits.
+var timeShape = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?| [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?)$`)
+
 func parseTime(s string) (time.Time, error) {
+	if !timeShape.MatchString(s) {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp (e.g. 2026-11-25T10:00:00Z)", truncate(s, 64))
+	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}
