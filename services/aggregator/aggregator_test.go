@@ -219,7 +219,7 @@ func TestHostileInput(t *testing.T) {
 func TestQueryParameters(t *testing.T) {
 	c, _ := startInProcess(t, t.TempDir())
 	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "cursor=nope", "cursor=" + strings.Repeat("A", 10)} {
-		resp, err := http.Get(c.base + "/events?" + q)
+		resp, err := c.http.Get(c.base + "/events?" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,13 +262,13 @@ func TestAPIKeysEndToEnd(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, c.base+"/stats", nil)
 	req.Header.Set("Authorization", "Bearer k2")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("stats with key: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	for _, open := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
-		resp, err := http.Get(c.base + open)
+		resp, err := c.http.Get(c.base + open)
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Errorf("%s without key: %v %v", open, resp, err)
 		}
