@@ -1,4 +1,4 @@
-// Package api assembles the HTTP surface of DESIGN.md §4 from the handlers a
+// Package api assembles the HTTP surface of openapi.json from the handlers a
 // binary has: the all-in-one has them all, ingest only publish, query only
 // the reads. Every binary serves the probes, /metrics and /openapi.json.
 package api
@@ -34,7 +34,7 @@ type Routes struct {
 type Endpoint struct{ Method, Path string }
 
 // Endpoints lists every endpoint a binary may serve, in the order of
-// DESIGN.md §4; the OpenAPI document is tested against it.
+// openapi.json; the document is tested against it.
 func Endpoints() []Endpoint {
 	var out []Endpoint
 	for _, r := range table(Routes{}) {

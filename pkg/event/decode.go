@@ -20,7 +20,7 @@ type Limits struct {
 	MaxPayloadBytes int // largest encoded payload of one event
 }
 
-// DefaultLimits are the limits of DESIGN.md §4.
+// DefaultLimits are the limits openapi.json states.
 var DefaultLimits = Limits{MaxEvents: 10_000, MaxPayloadBytes: 256 << 10}
 
 // Format is the encoding of a publish body.

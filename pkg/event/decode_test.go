@@ -69,7 +69,7 @@ func TestDecodeFields(t *testing.T) {
 // ev2 is the good event with old replaced by new once.
 func ev2(old, new string) string { return strings.Replace(good, old, new, 1) }
 
-// TestDecodeRules is the table of every rule of DESIGN.md §4 and the error
+// TestDecodeRules is the table of every rule of openapi.json and the error
 // class it maps to.
 func TestDecodeRules(t *testing.T) {
 	ev := func(mutate func(m map[string]any)) string {
