@@ -271,7 +271,6 @@ var fields = []string{"topic", "event_id", "timestamp", "source", "payload"}
 
 // event validates the event object at index i and keeps it if it is valid.
 func (d *decoder) event(i int, ms []member) {
-	before := len(d.errs)
 	var w wire
 	seen := make(map[string]bool, len(ms))
 	bad := map[string]bool{} // fields reported already
@@ -303,7 +302,7 @@ func (d *decoder) event(i int, ms []member) {
 		}
 	}
 	e := d.validate(i, &w, bad)
-	if len(d.errs) == before && len(d.errs) == 0 {
+	if len(d.errs) == 0 { // once a rule is broken the body fails whole
 		d.events = append(d.events, e)
 	}
 }
