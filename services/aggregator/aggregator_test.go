@@ -199,6 +199,10 @@ func TestHostileInput(t *testing.T) {
 		{"deeply nested array", "application/json", []byte(strings.Repeat("[", 50000) + strings.Repeat("]", 50000)), 400},
 		{"nul bytes", "application/json", []byte("\x00\x00\x00"), 400},
 		{"one good one bad", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t"}]`), 422},
+		{"lone surrogate in an id", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","event_id":"a\ud800","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
+		{"event that is also an envelope", "application/json", []byte(`{"topic":"t","event_id":"x","timestamp":"2026-11-25T10:00:00Z","source":"s","EVENTS":[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"}]}`), 400},
+		{"field twice", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","event_id":"y","event_id":"z","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
+		{"field in another case", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","Event_Id":"y","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
 	}
 	for _, r := range refused {
 		code, body, err := c.post(r.ctype, r.body)
