@@ -32,8 +32,7 @@ func (a Action) String() string {
 	return "read"
 }
 
-// Grant is what one key may do. The zero value may do nothing; All may do
-// everything.
+// Grant is what one key may do. The zero value may do nothing.
 type Grant struct {
 	// Name identifies the key in metrics, logs and rate limits; never the
 	// key itself.
@@ -43,9 +42,8 @@ type Grant struct {
 	Prefixes []string
 }
 
-// All is the grant of a request when no key is configured, and of the keys
-// given as a plain list.
-var All = &Grant{Publish: true, Read: true}
+// open is the grant of every request when no key is configured.
+func open() *Grant { return &Grant{Publish: true, Read: true} }
 
 // Can reports whether the grant allows the action at all.
 func (g *Grant) Can(a Action) bool {
@@ -73,12 +71,13 @@ func (g *Grant) EveryTopic() bool { return g.Prefixes == nil }
 
 type grantKey struct{}
 
-// FromContext returns the grant of the request: All when keys are off.
+// FromContext returns the grant of the request: every right when keys are
+// off.
 func FromContext(ctx context.Context) *Grant {
 	if g, ok := ctx.Value(grantKey{}).(*Grant); ok {
 		return g
 	}
-	return All
+	return open()
 }
 
 // WithGrant returns ctx carrying g.
