@@ -1,4 +1,4 @@
-// Package api assembles the HTTP surface (docs/architecture.md, "HTTP contract") from the handlers a
+// Package api assembles the HTTP surface of openapi.json from the handlers a
 // binary has: the all-in-one has them all, ingest only publish, query only
 // the reads. Every binary serves the probes, /metrics and /openapi.json.
 package api
@@ -34,7 +34,7 @@ type Routes struct {
 type Endpoint struct{ Method, Path string }
 
 // Endpoints lists every endpoint a binary may serve, in the order of
-// docs/architecture.md ("HTTP contract"); the OpenAPI document is tested against it.
+// openapi.json; the document is tested against it.
 func Endpoints() []Endpoint {
 	var out []Endpoint
 	for _, r := range table(Routes{}) {
@@ -47,6 +47,7 @@ type route struct {
 	method, path string
 	h            http.Handler // nil when the binary does not serve it
 	protected    bool
+	action       auth.Action // what a key must allow, when protected
 }
 
 func table(rt Routes) []route {
@@ -55,14 +56,14 @@ func table(rt Routes) []route {
 		events, stats, topics = http.HandlerFunc(q.Events), http.HandlerFunc(q.Stats), http.HandlerFunc(q.Topics)
 	}
 	return []route{
-		{"POST", "/publish", rt.Publish, true},
-		{"GET", "/events", events, true},
-		{"GET", "/stats", stats, true},
-		{"GET", "/topics", topics, true},
-		{"GET", "/healthz", health.Live(), false},
-		{"GET", "/readyz", rt.Ready, false},
-		{"GET", "/metrics", rt.Metrics, false},
-		{"GET", "/openapi.json", http.HandlerFunc(serveOpenAPI), false},
+		{"POST", "/publish", rt.Publish, true, auth.Publish},
+		{"GET", "/events", events, true, auth.Read},
+		{"GET", "/stats", stats, true, auth.Read},
+		{"GET", "/topics", topics, true, auth.Read},
+		{"GET", "/healthz", health.Live(), false, 0},
+		{"GET", "/readyz", rt.Ready, false, 0},
+		{"GET", "/metrics", rt.Metrics, false, 0},
+		{"GET", "/openapi.json", http.HandlerFunc(serveOpenAPI), false, 0},
 	}
 }
 
@@ -84,7 +85,7 @@ func Handler(rt Routes) http.Handler {
 		}
 		h := r.h
 		if r.protected {
-			h = keys.Require(h)
+			h = keys.Require(r.action, h)
 		}
 		mux.Handle(r.method+" "+r.path, h)
 	}

@@ -41,6 +41,9 @@ func TestValidation(t *testing.T) {
 		{&ingestCLI{}, []string{"--max-events=0"}, "--max-events"},
 		{&ingestCLI{}, []string{"--max-body-bytes=0"}, "--max-body-bytes"},
 		{&ingestCLI{}, []string{"--max-payload-bytes=2000000", "--max-body-bytes=4000000"}, "Kafka record"},
+		{&ingestCLI{}, []string{"--rate-limit=-1"}, "--rate-limit"},
+		{&ingestCLI{}, []string{"--rate-limit=NaN"}, "--rate-limit"},
+		{&ingestCLI{}, []string{"--rate-burst=-1"}, "--rate-burst"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse(c.cli, c.args, "x", "", ":0", io.Discard, io.Discard)

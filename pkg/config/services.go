@@ -20,6 +20,9 @@ type Aggregator struct {
 	Memory  `embed:""`
 	DataDir string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
 	Sync    string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
+
+	KeysFile  `embed:""`
+	RateLimit `embed:""`
 }
 
 // Ingest accepts events over HTTP and produces them to Kafka.
@@ -28,6 +31,9 @@ type Ingest struct {
 	Limits `embed:""`
 	Log    `embed:""`
 	Kafka  `embed:""`
+
+	KeysFile  `embed:""`
+	RateLimit `embed:""`
 }
 
 // Worker consumes events from Kafka, claims them in Redis and stores them in
@@ -46,4 +52,6 @@ type Query struct {
 	HTTP     `embed:""`
 	Log      `embed:""`
 	Postgres `embed:""`
+
+	KeysFile `embed:""`
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -17,7 +20,7 @@ type Limits struct {
 	MaxPayloadBytes int // largest encoded payload of one event
 }
 
-// DefaultLimits are the limits of docs/architecture.md, "HTTP contract".
+// DefaultLimits are the limits openapi.json states.
 var DefaultLimits = Limits{MaxEvents: 10_000, MaxPayloadBytes: 256 << 10}
 
 // Format is the encoding of a publish body.
@@ -60,25 +63,24 @@ func (e *ValidationError) Error() string {
 const maxReportedErrors = 100
 
 // wire is an event as it arrives. Pointers tell a missing field from an
-// empty one; a field of the wrong JSON type is reported by the decoder.
+// empty one.
 type wire struct {
-	Topic     *string         `json:"topic"`
-	EventID   *string         `json:"event_id"`
-	Timestamp *string         `json:"timestamp"`
-	Source    *string         `json:"source"`
-	Payload   json.RawMessage `json:"payload"`
-}
-
-// envelope is a JSON object body: either one event or {"events": [...]}.
-type envelope struct {
-	wire
-	Events json.RawMessage `json:"events"`
+	Topic     *string
+	EventID   *string
+	Timestamp *string
+	Source    *string
+	Payload   json.RawMessage
 }
 
 // Decode parses a whole publish body into valid events. The request is all or
 // nothing: any broken rule fails the whole body, with every broken rule listed
 // (up to a cap) in a *ValidationError. Other errors are *SyntaxError or
 // *TooManyError.
+//
+// Nothing is merged or dropped silently: a field given twice, a field name in
+// the wrong letter case, a name that is not exactly the text sent (a lone
+// UTF-16 surrogate escape) and an event that also carries "events" are all
+// refused. Other extra fields are ignored, as the HTTP contract promises.
 func Decode(body []byte, f Format, lim Limits) ([]Event, error) {
 	// JSON text must be UTF-8 (RFC 8259); encoding/json would silently replace
 	// bad bytes, and an event must be stored as sent or refused.
@@ -117,29 +119,54 @@ func (d *decoder) json(body []byte) error {
 	case '[':
 		return d.array(trimmed)
 	case '{':
-		var env envelope
-		if err := json.Unmarshal(trimmed, &env); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) && te.Field != "events" && !strings.HasPrefix(te.Field, "events.") {
-				// A single event with a field of the wrong type: a rule
-				// broken, not an unparseable body.
-				d.n = 1
-				d.fieldTypeError(0, te)
-				d.validateRest(&env.wire, te)
-				return nil
-			}
-			return syntaxError(err)
+		ms, err := members(trimmed)
+		if err != nil {
+			return err
 		}
-		if env.Events != nil && !isNull(env.Events) {
-			if t := bytes.TrimLeft(env.Events, " \t\r\n"); len(t) == 0 || t[0] != '[' {
-				return &SyntaxError{Reason: `"events" must be an array`}
+		if env, err := envelope(ms); err != nil || env != nil {
+			if err != nil {
+				return err
 			}
-			return d.array(env.Events)
+			return d.array(env)
 		}
-		return d.add(&env.wire)
+		if err := d.count(); err != nil {
+			return err
+		}
+		d.event(d.n-1, ms)
+		return nil
 	default:
 		return &SyntaxError{Reason: "body must be a JSON object or array"}
 	}
+}
+
+// envelope returns the array of an {"events": [...]} body, nil for an event
+// object, or an error for an object that could be read either way.
+func envelope(ms []member) (json.RawMessage, error) {
+	var envKey string
+	for _, m := range ms {
+		if strings.EqualFold(m.name, "events") {
+			envKey = m.name
+			break
+		}
+	}
+	switch {
+	case envKey == "":
+		return nil, nil
+	case len(ms) > 1:
+		names := make([]string, len(ms))
+		for i, m := range ms {
+			names[i] = strconv.Quote(m.name)
+		}
+		return nil, &SyntaxError{Reason: fmt.Sprintf(
+			`an object with %q is an envelope and must hold nothing else, this one holds %s; send one event or {"events": [...]}`,
+			envKey, strings.Join(names, ", "))}
+	case envKey != "events":
+		return nil, &SyntaxError{Reason: fmt.Sprintf(`field names are case-sensitive: %q must be "events"`, envKey)}
+	}
+	if t := ms[0].value; len(t) == 0 || t[0] != '[' {
+		return nil, &SyntaxError{Reason: `"events" must be an array`}
+	}
+	return ms[0].value, nil
 }
 
 // array decodes a JSON array one element at a time, so an element of the
@@ -153,19 +180,19 @@ func (d *decoder) array(data []byte) error {
 		if err := d.count(); err != nil {
 			return err
 		}
-		var w wire
-		if err := dec.Decode(&w); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				d.fieldTypeError(d.n-1, te)
-				d.validateRest(&w, te)
-				continue
-			}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			return syntaxError(err)
 		}
-		if err := d.check(&w); err != nil {
+		if raw[0] != '{' {
+			d.fail(d.n-1, "", "event must be a JSON object")
+			continue
+		}
+		ms, err := members(raw)
+		if err != nil {
 			return err
 		}
+		d.event(d.n-1, ms)
 	}
 	if _, err := dec.Token(); err != nil { // ']'
 		return syntaxError(err)
@@ -194,21 +221,163 @@ func (d *decoder) ndjson(body []byte) error {
 		if line[0] != '{' {
 			return &SyntaxError{Reason: fmt.Sprintf("line of event %d is not a JSON object", d.n-1)}
 		}
-		var w wire
-		if err := json.Unmarshal(line, &w); err != nil {
-			var te *json.UnmarshalTypeError
-			if errors.As(err, &te) {
-				d.fieldTypeError(d.n-1, te)
-				d.validateRest(&w, te)
-				continue
-			}
-			return &SyntaxError{Reason: fmt.Sprintf("event %d: %v", d.n-1, err)}
+		ms, err := members(line)
+		var se *SyntaxError
+		if errors.As(err, &se) {
+			return &SyntaxError{Reason: fmt.Sprintf("event %d: %s", d.n-1, se.Reason)}
 		}
-		if err := d.check(&w); err != nil {
-			return err
-		}
+		d.event(d.n-1, ms)
 	}
 	return nil
+}
+
+// member is one name/value pair of a JSON object, the value as sent.
+type member struct {
+	name  string
+	value json.RawMessage
+}
+
+// members splits one JSON object text into its members, in order, keeping
+// repeated names so the caller can refuse them.
+func members(obj []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // '{'
+		return nil, syntaxError(err)
+	}
+	var ms []member
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntaxError(err)
+		}
+		var m member
+		m.name, _ = tok.(string) // inside an object, the decoder only yields string names
+		if err := dec.Decode(&m.value); err != nil {
+			return nil, syntaxError(err)
+		}
+		ms = append(ms, m)
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, syntaxError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &SyntaxError{Reason: "unexpected data after the JSON value"}
+	}
+	return ms, nil
+}
+
+// fields are the members of an event, by their exact names.
+var fields = []string{"topic", "event_id", "timestamp", "source", "payload"}
+
+// event validates the event object at index i and keeps it if it is valid.
+func (d *decoder) event(i int, ms []member) {
+	var w wire
+	seen := make(map[string]bool, len(ms))
+	bad := map[string]bool{} // fields reported already
+	for _, m := range ms {
+		if seen[m.name] {
+			d.fail(i, m.name, "appears more than once in the event")
+			bad[m.name] = true
+			continue
+		}
+		seen[m.name] = true
+		var ok bool
+		switch m.name {
+		case "topic":
+			w.Topic, ok = d.str(i, m)
+		case "event_id":
+			w.EventID, ok = d.str(i, m)
+		case "timestamp":
+			w.Timestamp, ok = d.str(i, m)
+		case "source":
+			w.Source, ok = d.str(i, m)
+		case "payload":
+			w.Payload, ok = m.value, true
+		default:
+			d.unknown(i, m.name)
+			ok = true
+		}
+		if !ok {
+			bad[m.name] = true
+		}
+	}
+	e := d.validate(i, &w, bad)
+	if len(d.errs) == 0 { // once a rule is broken the body fails whole
+		d.events = append(d.events, e)
+	}
+}
+
+// unknown checks a field the event does not have. Extra fields are ignored
+// (publishers may add their own), but a known field in another letter case
+// or "events" would lose a value or a whole batch without a word.
+func (d *decoder) unknown(i int, name string) {
+	for _, f := range fields {
+		if strings.EqualFold(name, f) {
+			d.fail(i, name, fmt.Sprintf("unknown field: field names are case-sensitive, this one must be %q", f))
+			return
+		}
+	}
+	if strings.EqualFold(name, "events") {
+		d.fail(i, name, `an event must not carry "events": send one event, an array, or {"events": [...]} alone`)
+	}
+}
+
+// str reads a string member. A value that is not a string, or whose escapes
+// do not spell valid Unicode, is reported; a null one counts as missing.
+func (d *decoder) str(i int, m member) (*string, bool) {
+	if !validEscapes(m.value) {
+		d.fail(i, m.name, loneSurrogate)
+		return nil, false
+	}
+	var s *string
+	if err := json.Unmarshal(m.value, &s); err != nil {
+		d.fail(i, m.name, "must be a string")
+		return nil, false
+	}
+	return s, true
+}
+
+const loneSurrogate = `contains a \u escape of a lone UTF-16 surrogate, which is not a character`
+
+// validEscapes reports whether every \u escape in the JSON text b spells a
+// Unicode scalar value: a high surrogate followed by a low one, or no
+// surrogate. encoding/json replaces a lone surrogate with U+FFFD, so two
+// different names would otherwise be stored as the same one.
+func validEscapes(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+1 < len(b) && b[i+1] != 'u' {
+			i++ // a two-byte escape such as \\ or \"
+			continue
+		}
+		r, ok := hex4(b, i+2)
+		switch {
+		case !ok:
+			return false
+		case utf16.IsSurrogate(r) && r < 0xdc00: // high: a low one must follow
+			lo, ok := hex4(b, i+8)
+			if !ok || i+7 >= len(b) || b[i+6] != '\\' || b[i+7] != 'u' || lo < 0xdc00 || lo > 0xdfff {
+				return false
+			}
+			i += 11
+		case utf16.IsSurrogate(r): // a low one alone
+			return false
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
+// hex4 reads four hex digits at b[at:].
+func hex4(b []byte, at int) (rune, bool) {
+	if at < 0 || at+4 > len(b) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[at:at+4]), 16, 16)
+	return rune(n), err == nil
 }
 
 func (d *decoder) count() error {
@@ -219,103 +388,54 @@ func (d *decoder) count() error {
 	return nil
 }
 
-// add validates a lone event (the single-object body).
-func (d *decoder) add(w *wire) error {
-	if err := d.count(); err != nil {
-		return err
-	}
-	return d.check(w)
-}
-
-func (d *decoder) check(w *wire) error {
-	e, ok := d.validate(d.n-1, w)
-	if ok && len(d.errs) == 0 {
-		d.events = append(d.events, e)
-	}
-	return nil
-}
-
 func (d *decoder) fail(index int, field, msg string) {
 	if len(d.errs) < maxReportedErrors {
 		d.errs = append(d.errs, FieldError{Index: index, Field: field, Message: msg})
 	}
 }
 
-func (d *decoder) fieldTypeError(index int, te *json.UnmarshalTypeError) {
-	field := te.Field
-	if i := strings.LastIndexByte(field, '.'); i >= 0 {
-		field = field[i+1:]
-	}
-	if field == "" {
-		d.fail(index, "", "event must be a JSON object")
-		return
-	}
-	d.fail(index, field, "must be a "+expectedType(field))
-}
-
-// validateRest checks the other fields of an event whose field te had the
-// wrong type, so the client learns every broken rule at once.
-func (d *decoder) validateRest(w *wire, te *json.UnmarshalTypeError) {
-	if te.Field == "" {
-		return // not an object at all
-	}
-	field := te.Field[strings.LastIndexByte(te.Field, '.')+1:]
-	placeholder := "x"
-	switch field {
-	case "topic":
-		w.Topic = &placeholder
-	case "event_id":
-		w.EventID = &placeholder
-	case "source":
-		w.Source = &placeholder
-	case "timestamp":
-		ts := "2000-01-01T00:00:00Z"
-		w.Timestamp = &ts
-	case "payload":
-		w.Payload = nil
-	}
-	d.validate(d.n-1, w)
-}
-
-func expectedType(field string) string {
-	if field == "payload" {
-		return "JSON object"
-	}
-	return "string"
-}
-
-// validate applies the rules of docs/architecture.md ("HTTP contract") to one event.
-func (d *decoder) validate(i int, w *wire) (Event, bool) {
-	before := len(d.errs)
+// validate applies the rules of an event; fields in bad were reported
+// already.
+func (d *decoder) validate(i int, w *wire, bad map[string]bool) Event {
 	var e Event
-	e.Topic = d.name(i, "topic", w.Topic)
-	e.EventID = d.name(i, "event_id", w.EventID)
-	e.Source = d.name(i, "source", w.Source)
-	if w.Timestamp == nil {
+	e.Topic = d.name(i, "topic", w.Topic, bad)
+	e.EventID = d.name(i, "event_id", w.EventID, bad)
+	e.Source = d.name(i, "source", w.Source, bad)
+	switch {
+	case bad["timestamp"]:
+	case w.Timestamp == nil:
 		d.fail(i, "timestamp", "is required")
-	} else if ts, err := ParseTime(*w.Timestamp); err != nil {
-		d.fail(i, "timestamp", err.Error())
-	} else {
-		e.Timestamp = ts
+	default:
+		ts, err := ParseTime(*w.Timestamp)
+		if err != nil {
+			d.fail(i, "timestamp", err.Error())
+		}
+		// Both stores keep microseconds; cutting here makes every path
+		// (Kafka, Postgres, SQLite) keep the same instant.
+		e.Timestamp = ts.Truncate(time.Microsecond)
 	}
-	switch p := bytes.TrimSpace(w.Payload); {
+	switch p := w.Payload; {
+	case bad["payload"]:
 	case len(p) == 0 || isNull(p):
 		e.Payload = json.RawMessage(`{}`)
 	case p[0] != '{':
-		d.fail(i, "payload", "must be a JSON object")
+		d.fail(i, "payload", "must be a JSON object or null")
 	case d.lim.MaxPayloadBytes > 0 && len(p) > d.lim.MaxPayloadBytes:
 		d.fail(i, "payload", fmt.Sprintf("is %d bytes, more than the limit of %d", len(p), d.lim.MaxPayloadBytes))
+	case !validEscapes(p):
+		d.fail(i, "payload", loneSurrogate)
 	default:
 		e.Payload = p
 	}
-	return e, len(d.errs) == before
+	return e
 }
 
 // MaxNameBytes is the longest topic, event_id or source.
 const MaxNameBytes = 255
 
-func (d *decoder) name(i int, field string, v *string) string {
+func (d *decoder) name(i int, field string, v *string, bad map[string]bool) string {
 	switch {
+	case bad[field]:
 	case v == nil:
 		d.fail(i, field, "is required")
 	case *v == "":
@@ -363,7 +483,14 @@ func ParseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
+// timeShape is the timestamp syntax openapi.json states: time.Parse alone
+// also takes a comma before the fraction and any number of digits.
+var timeShape = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?| [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?)$`)
+
 func parseTime(s string) (time.Time, error) {
+	if !timeShape.MatchString(s) {
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 timestamp (e.g. 2026-11-25T10:00:00Z)", truncate(s, 64))
+	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UTC(), nil
 	}

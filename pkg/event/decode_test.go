@@ -47,12 +47,13 @@ func TestDecodeShapes(t *testing.T) {
 }
 
 func TestDecodeFields(t *testing.T) {
-	got, err := Decode([]byte(`{"topic":"t","event_id":"x","timestamp":"2026-11-25T12:00:00.123456789+02:00","source":"s","extra":[1,2]}`), JSON, DefaultLimits)
+	got, err := Decode([]byte(`{"topic":"t","event_id":"x","timestamp":"2026-11-25T12:00:00.123456789+02:00","source":"s"}`), JSON, DefaultLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := got[0]
-	want := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	// Microseconds, in UTC: what every store keeps.
+	want := time.Date(2026, 11, 25, 10, 0, 0, 123456000, time.UTC)
 	if !e.Timestamp.Equal(want) || e.Timestamp.Location() != time.UTC {
 		t.Errorf("timestamp %v, want %v in UTC", e.Timestamp, want)
 	}
@@ -65,7 +66,10 @@ func TestDecodeFields(t *testing.T) {
 	}
 }
 
-// TestDecodeRules is the table of every rule of docs/architecture.md ("HTTP contract") and the error
+// ev2 is the good event with old replaced by new once.
+func ev2(old, new string) string { return strings.Replace(good, old, new, 1) }
+
+// TestDecodeRules is the table of every rule of openapi.json and the error
 // class it maps to.
 func TestDecodeRules(t *testing.T) {
 	ev := func(mutate func(m map[string]any)) string {
@@ -107,10 +111,31 @@ func TestDecodeRules(t *testing.T) {
 		{"bad timestamp", ev(func(m map[string]any) { m["timestamp"] = "yesterday" }), JSON, invalid, "timestamp"},
 		{"year 10000 in UTC", ev(func(m map[string]any) { m["timestamp"] = "9999-12-31T23:00:00-05:00" }), JSON, invalid, "timestamp"},
 		{"year 0 in UTC", ev(func(m map[string]any) { m["timestamp"] = "0000-01-01T00:00:00+01:00" }), JSON, invalid, "timestamp"},
+		{"comma fraction", ev(func(m map[string]any) { m["timestamp"] = "2026-11-25T10:00:00,5Z" }), JSON, invalid, "timestamp"},
+		{"ten fraction digits", ev(func(m map[string]any) { m["timestamp"] = "2026-11-25T10:00:00.1234567891Z" }), JSON, invalid, "timestamp"},
+		{"space and zone", ev(func(m map[string]any) { m["timestamp"] = "2026-11-25 10:00:00Z" }), JSON, invalid, "timestamp"},
 		{"missing timestamp", ev(func(m map[string]any) { delete(m, "timestamp") }), JSON, invalid, "timestamp"},
 		{"payload array", ev(func(m map[string]any) { m["payload"] = []int{1} }), JSON, invalid, "payload"},
 		{"payload string", ev(func(m map[string]any) { m["payload"] = "x" }), JSON, invalid, "payload"},
 		{"array element not object", "[" + good + ",3]", JSON, invalid, ""},
+		{"lone high surrogate in topic", ev2(`"topic":"orders"`, `"topic":"a\ud800"`), JSON, invalid, "topic"},
+		{"lone low surrogate in event_id", ev2(`"event_id":"e-1"`, `"event_id":"a\udc00b"`), JSON, invalid, "event_id"},
+		{"high surrogate then not low", ev2(`"source":"shop-1"`, `"source":"\ud800\u0041"`), JSON, invalid, "source"},
+		{"reversed pair", ev2(`"source":"shop-1"`, `"source":"\udc00\ud800"`), JSON, invalid, "source"},
+		{"lone surrogate in payload", ev2(`"payload":{"n":1}`, `"payload":{"k":"\ud800"}`), JSON, invalid, "payload"},
+		{"lone surrogate in ndjson", ev2(`"topic":"orders"`, `"topic":"\udbff"`), NDJSON, invalid, "topic"},
+		{"event that is also an envelope", ev2(`{`, `{"events":[],`), JSON, syntax, ""},
+		{"event with EVENTS", ev2(`{`, `{"EVENTS":[],`), JSON, syntax, ""},
+		{"envelope in the wrong case", `{"Events":[` + good + `]}`, JSON, syntax, ""},
+		{"envelope twice", `{"events":[` + good + `],"events":[]}`, JSON, syntax, ""},
+		{"envelope null", `{"events":null}`, JSON, syntax, ""},
+		{"array element with events", "[" + ev2(`{`, `{"events":[],`) + "]", JSON, invalid, "events"},
+		{"ndjson event with events", ev2(`{`, `{"Events":[],`), NDJSON, invalid, "Events"},
+		{"duplicate topic", ev2(`"topic":"orders"`, `"topic":"orders","topic":"other"`), JSON, invalid, "topic"},
+		{"duplicate by escape", ev2(`"topic":"orders"`, `"topic":"orders","to\u0070ic":"other"`), JSON, invalid, "topic"},
+		{"duplicate payload", ev2(`"payload":{"n":1}`, `"payload":{"n":1},"payload":{}`), JSON, invalid, "payload"},
+		{"topic in the wrong case", ev2(`"topic":"orders"`, `"topic":"orders","TOPIC":"other"`), JSON, invalid, "TOPIC"},
+		{"only the wrong case", ev2(`"event_id":"e-1"`, `"Event_ID":"e-1"`), JSON, invalid, "Event_ID"},
 		{"ndjson bad field", good + "\n" + ev(func(m map[string]any) { m["source"] = "" }), NDJSON, invalid, "source"},
 		{"too many", "[" + strings.Repeat(good+",", 10) + good + "]", JSON, tooMany, ""},
 		{"too many ndjson", strings.Repeat(good+"\n", 11), NDJSON, tooMany, ""},
@@ -184,5 +209,48 @@ func TestKeyStringUnambiguous(t *testing.T) {
 	b := Key{Topic: "a", EventID: "b/c"}
 	if a.String() == b.String() {
 		t.Fatalf("keys %v and %v share the string %q", a, b, a.String())
+	}
+}
+
+// TestDecodeKeepsNamesAndPayload: names with valid escapes (a surrogate pair)
+// are the characters sent, and the payload is kept byte for byte, spacing,
+// key order, duplicate keys and escapes included.
+func TestDecodeKeepsNamesAndPayload(t *testing.T) {
+	payload := "{ \"b\" : [1, 2.50],\n\t\"a\":\"<&>\\u00e9\\ud83d\\ude00\", \"a\": null }"
+	body := `{"topic":"t\ud83d\ude00","event_id":"\u00e9\\\"","timestamp":"2026-11-25T10:00:00Z","source":"s","payload":` + payload + `}`
+	got, err := Decode([]byte(body), JSON, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Topic != "t😀" || got[0].EventID != "é\\\"" {
+		t.Errorf("names %q %q", got[0].Topic, got[0].EventID)
+	}
+	if string(got[0].Payload) != payload {
+		t.Errorf("payload\n%s\nwant\n%s", got[0].Payload, payload)
+	}
+}
+
+// Extra fields are ignored, as the HTTP contract promises: publishers may add
+// their own. Only known fields in another letter case and "events" are refused
+// (TestDecodeRules).
+func TestDecodeIgnoresExtraFields(t *testing.T) {
+	want, err := Decode([]byte(good), JSON, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{
+		ev2(`{`, `{"trace":"abc","attempt":2,`),
+		ev2(`"payload":`, `"paylaod":{"lost":true},"payload":`),
+		ev2(`{`, `{"meta":{"topic":"other"},`),
+	} {
+		got, err := Decode([]byte(body), JSON, DefaultLimits)
+		if err != nil {
+			t.Errorf("%s: %v", body, err)
+			continue
+		}
+		if len(got) != 1 || got[0].Topic != want[0].Topic || got[0].EventID != want[0].EventID ||
+			string(got[0].Payload) != string(want[0].Payload) {
+			t.Errorf("%s: decoded %+v, want %+v", body, got, want)
+		}
 	}
 }

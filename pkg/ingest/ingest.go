@@ -16,8 +16,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
 )
@@ -38,6 +40,10 @@ type Options struct {
 	// (default 16 × MaxBodyBytes): past it, requests wait up to Timeout and
 	// then get 503, so memory stays bounded however many clients send.
 	MaxInflightBytes int64
+	// Rate bounds how fast each API key may publish.
+	Rate RateLimit
+	// Registerer gets the rate limit's metrics; may be nil.
+	Registerer prometheus.Registerer
 }
 
 // Observer hears about accepted events (metrics). Optional.
@@ -52,6 +58,7 @@ type Handler struct {
 	log      *slog.Logger
 	obs      Observer
 	inflight *semaphore.Weighted
+	limits   *limiters // nil: no rate limit
 }
 
 // New returns the publish handler.
@@ -61,7 +68,8 @@ func New(pub Publisher, opts Options, log *slog.Logger, obs Observer) *Handler {
 	}
 	opts.MaxInflightBytes = max(opts.MaxInflightBytes, opts.MaxBodyBytes)
 	return &Handler{pub: pub, opts: opts, log: log, obs: obs,
-		inflight: semaphore.NewWeighted(opts.MaxInflightBytes)}
+		inflight: semaphore.NewWeighted(opts.MaxInflightBytes),
+		limits:   newLimiters(opts.Rate, opts.Registerer)}
 }
 
 // retryAfter is what a client should wait after a 503, in seconds.
@@ -106,6 +114,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeDecodeError(w, err)
 		return
 	}
+	if !h.allowed(w, r, events) {
+		return
+	}
 
 	if len(events) > 0 {
 		if err := h.pub.Publish(ctx, events); err != nil {
@@ -119,6 +130,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_ = json.NewEncoder(w).Encode(map[string]int{"accepted": len(events)})
+}
+
+// allowed checks the events against the key's topics and rate limit, and
+// answers 403, 413 or 429 when they go beyond.
+func (h *Handler) allowed(w http.ResponseWriter, r *http.Request, events []event.Event) bool {
+	g := auth.FromContext(r.Context())
+	if !g.EveryTopic() {
+		var denied []event.FieldError
+		for i, e := range events {
+			if !g.Topic(e.Topic) && len(denied) < 100 {
+				denied = append(denied, event.FieldError{Index: i, Field: "topic",
+					Message: fmt.Sprintf("this key may not publish to topic %q", e.Topic)})
+			}
+		}
+		if len(denied) > 0 {
+			problem.Write(w, http.StatusForbidden, "this key may not publish to some of these topics; nothing was accepted", denied)
+			return false
+		}
+	}
+	if h.limits == nil || len(events) == 0 {
+		return true
+	}
+	wait, ok := h.limits.take(g.Name, len(events), time.Now())
+	switch {
+	case !ok:
+		problem.Write(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"%d events are more than the rate limit lets one key send at once (%d); send smaller requests",
+			len(events), h.limits.burst), nil)
+		return false
+	case wait > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+		problem.Write(w, http.StatusTooManyRequests, fmt.Sprintf(
+			"this key may publish %g events per second; nothing was accepted, retry later", float64(h.limits.limit)), nil)
+		return false
+	}
+	return true
 }
 
 // unavailable answers 503: nothing was accepted, or the client cannot know.

@@ -47,7 +47,7 @@ func handler(pub Publisher) http.Handler {
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
-// TestPublishStatusCodes: each rule of docs/architecture.md ("HTTP contract") gets its status code, and
+// TestPublishStatusCodes: each rule of openapi.json gets its status code, and
 // a refused request reaches the Publisher not at all.
 func TestPublishStatusCodes(t *testing.T) {
 	cases := []struct {

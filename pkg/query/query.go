@@ -3,9 +3,11 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
 )
@@ -92,16 +95,19 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, http.StatusBadRequest, "topic is longer than 255 bytes", nil)
 		return
 	}
-	// One more than asked tells whether another page exists.
-	rows, err := h.r.Events(r.Context(), topic, after, limit+1)
+	g := auth.FromContext(r.Context())
+	if topic != "" && !g.Topic(topic) {
+		problem.Write(w, http.StatusForbidden, "this key may not read this topic", nil)
+		return
+	}
+	rows, next, err := h.page(r.Context(), g, topic, after, limit)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
-	page := eventsPage{Events: make([]eventJSON, 0, min(len(rows), limit))}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		page.NextCursor = encodeCursor(rows[len(rows)-1].Pos)
+	page := eventsPage{Events: make([]eventJSON, 0, len(rows))}
+	if next != nil {
+		page.NextCursor = encodeCursor(*next)
 	}
 	for _, e := range rows {
 		page.Events = append(page.Events, eventJSON{
@@ -110,7 +116,54 @@ func (h *Handlers) Events(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	page.Count = len(page.Events)
-	h.writeJSON(w, r, page)
+	b, err := marshalPage(page)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "encode response", "path", r.URL.Path, "err", err)
+		problem.Write(w, http.StatusInternalServerError, "the response cannot be encoded", nil)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// eventMeta is an event without its payload.
+type eventMeta struct {
+	Topic       string    `json:"topic"`
+	EventID     string    `json:"event_id"`
+	Timestamp   time.Time `json:"timestamp"`
+	Source      string    `json:"source"`
+	ProcessedAt time.Time `json:"processed_at"`
+}
+
+// marshalPage encodes a page with each payload exactly as stored, which is
+// as it was published: encoding/json would compact it and escape <, > and &.
+func marshalPage(p eventsPage) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	b.WriteString(`{"count":` + strconv.Itoa(p.Count) + `,"events":[`)
+	for i, e := range p.Events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if !json.Valid(e.Payload) {
+			return nil, fmt.Errorf("event %q/%q: stored payload is not JSON", e.Topic, e.EventID)
+		}
+		if err := enc.Encode(eventMeta{Topic: e.Topic, EventID: e.EventID, Timestamp: e.Timestamp,
+			Source: e.Source, ProcessedAt: e.ProcessedAt}); err != nil {
+			return nil, err
+		}
+		b.Truncate(b.Len() - 2) // the encoder's "}\n"
+		b.WriteString(`,"payload":`)
+		b.Write(e.Payload)
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	if p.NextCursor != "" {
+		b.WriteString(`,"next_cursor":"` + p.NextCursor + `"`) // base64url: nothing to escape
+	}
+	b.WriteString("}\n")
+	return b.Bytes(), nil
 }
 
 // Stats is the body of GET /stats.
@@ -130,6 +183,7 @@ func (h *Handlers) Stats(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	counts = readable(auth.FromContext(r.Context()), counts)
 	s := Stats{Topics: make([]string, 0, len(counts)), StartedAt: h.started.UTC(),
 		Uptime: time.Since(h.started).Seconds()}
 	for _, c := range counts {
@@ -150,6 +204,7 @@ func (h *Handlers) Topics(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	counts = readable(auth.FromContext(r.Context()), counts)
 	if counts == nil {
 		counts = []event.Counts{}
 	}

@@ -307,3 +307,22 @@ func TestTopicsShape(t *testing.T) {
 		t.Errorf("empty store: %s", rec.Body)
 	}
 }
+
+// TestEventsPayloadAsPublished: the payload comes back byte for byte,
+// spacing, key order, repeated keys and <, >, & included.
+func TestEventsPayloadAsPublished(t *testing.T) {
+	evs := stored(2)
+	payload := "{ \"html\" : \"<b>&amp;</b>\",\n\t\"a\":[1, 2.50, 1e400], \"a\" : \"\\u00e9\\ud83d\\ude00\" }"
+	evs[1].Payload = json.RawMessage(payload)
+	h := New(&fakeReader{events: evs}, t0, nil)
+	rec := serve(t, h.Events, "/events")
+	if !strings.Contains(rec.Body.String(), `"payload":`+payload+`}`) {
+		t.Fatalf("payload not kept as stored:\n%s\nwant it to hold\n%s", rec.Body, payload)
+	}
+	if !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("body is not JSON: %s", rec.Body)
+	}
+	if p := getPage(t, h, ""); p.Count != 2 || p.Events[0].EventID != "e0" || p.Events[1].Source != "s" {
+		t.Errorf("page %+v", p)
+	}
+}

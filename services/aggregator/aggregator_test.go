@@ -199,6 +199,10 @@ func TestHostileInput(t *testing.T) {
 		{"deeply nested array", "application/json", []byte(strings.Repeat("[", 50000) + strings.Repeat("]", 50000)), 400},
 		{"nul bytes", "application/json", []byte("\x00\x00\x00"), 400},
 		{"one good one bad", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t"}]`), 422},
+		{"lone surrogate in an id", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","event_id":"a\ud800","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
+		{"event that is also an envelope", "application/json", []byte(`{"topic":"t","event_id":"x","timestamp":"2026-11-25T10:00:00Z","source":"s","EVENTS":[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"}]}`), 400},
+		{"field twice", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","event_id":"y","event_id":"z","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
+		{"field in another case", "application/json", []byte(`[{"topic":"t","event_id":"ok","timestamp":"2026-11-25T10:00:00Z","source":"s"},{"topic":"t","Event_Id":"y","timestamp":"2026-11-25T10:00:00Z","source":"s"}]`), 422},
 	}
 	for _, r := range refused {
 		code, body, err := c.post(r.ctype, r.body)
@@ -219,7 +223,7 @@ func TestHostileInput(t *testing.T) {
 func TestQueryParameters(t *testing.T) {
 	c, _ := startInProcess(t, t.TempDir())
 	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "cursor=nope", "cursor=" + strings.Repeat("A", 10)} {
-		resp, err := http.Get(c.base + "/events?" + q)
+		resp, err := c.http.Get(c.base + "/events?" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -262,13 +266,13 @@ func TestAPIKeysEndToEnd(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, c.base+"/stats", nil)
 	req.Header.Set("Authorization", "Bearer k2")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("stats with key: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	for _, open := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json"} {
-		resp, err := http.Get(c.base + open)
+		resp, err := c.http.Get(c.base + open)
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Errorf("%s without key: %v %v", open, resp, err)
 		}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/api/apitest"
 )
 
 // client talks to one aggregator over real HTTP.
@@ -22,7 +24,8 @@ type client struct {
 }
 
 func newClient(t testing.TB, base string) *client {
-	return &client{t: t, base: base, http: &http.Client{Timeout: 30 * time.Second}}
+	// Every response is checked against openapi.json.
+	return &client{t: t, base: base, http: &http.Client{Timeout: 30 * time.Second, Transport: apitest.Transport(t, nil)}}
 }
 
 type testEvent struct {

@@ -92,13 +92,19 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
 		Timeout:      cfg.PublishTimeout,
+		Rate:         ingest.RateLimit{EventsPerSecond: cfg.PublishRate, Burst: cfg.PublishBurst},
+		Registerer:   metrics.Registry,
 	}, log, metrics)
+	keys, err := auth.Open(ctx, cfg.APIKeys, cfg.APIKeysFile, log)
+	if err != nil {
+		return err
+	}
 	h := api.Handler(api.Routes{
 		Publish: publish,
 		Query:   query.New(store, started, log),
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"sqlite": store.Ping}),
 		Metrics: metrics.Handler(),
-		Keys:    auth.NewKeys(cfg.APIKeys),
+		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, ready)

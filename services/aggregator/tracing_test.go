@@ -80,7 +80,7 @@ func TestTraceInJaeger(t *testing.T) {
 	c := newClient(t, "http://"+addr)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(c.base + "/readyz")
+		resp, err := c.http.Get(c.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -86,15 +86,21 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 		return fmt.Errorf("kafka producer: %w", err)
 	}
 	metrics := telemetry.NewMetrics()
+	keys, err := auth.Open(ctx, cfg.APIKeys, cfg.APIKeysFile, log)
+	if err != nil {
+		return err
+	}
 	h := api.Handler(api.Routes{
 		Publish: ingest.New(producer, ingest.Options{
 			MaxBodyBytes: cfg.MaxBodyBytes,
 			Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
 			Timeout:      cfg.PublishTimeout,
+			Rate:         ingest.RateLimit{EventsPerSecond: cfg.PublishRate, Burst: cfg.PublishBurst},
+			Registerer:   metrics.Registry,
 		}, log, metrics),
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": topics.Ready}),
 		Metrics: metrics.Handler(),
-		Keys:    auth.NewKeys(cfg.APIKeys),
+		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, nil)

@@ -85,11 +85,15 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 		}
 	}
 	metrics := telemetry.NewMetrics()
+	keys, err := auth.Open(ctx, cfg.APIKeys, cfg.APIKeysFile, log)
+	if err != nil {
+		return err
+	}
 	h := api.Handler(api.Routes{
 		Query:   query.New(store, started, log),
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"postgres": store.Ping}),
 		Metrics: metrics.Handler(),
-		Keys:    auth.NewKeys(cfg.APIKeys),
+		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, nil)

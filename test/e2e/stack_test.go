@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/event-aggregator/event-aggregator/pkg/api/apitest"
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 )
@@ -35,6 +37,9 @@ type stackOptions struct {
 	// postgresURL replaces a fresh database on the shared test Postgres (a
 	// private server that the scenario restarts).
 	postgresURL string
+	// ingestEnv and queryEnv are further settings of ingest and query
+	// (API keys, rate limits).
+	ingestEnv, queryEnv map[string]string
 }
 
 // stack is one isolated distributed system: its own database, events and
@@ -48,6 +53,7 @@ type stack struct {
 	dlq      string
 	group    string
 	logDir   string
+	opts     stackOptions
 
 	ingest  *process
 	query   *process
@@ -66,7 +72,8 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		redisURL: opts.redisURL,
 		brokers:  testdeps.KafkaBrokers(t),
 		logDir:   logDir(t),
-		http:     &http.Client{Timeout: 10 * time.Second},
+		http:     &http.Client{Timeout: 10 * time.Second, Transport: apitest.Transport(t, nil)}, // checked against openapi.json
+		opts:     opts,
 		group:    "e2e-" + randomHex(6),
 	}
 	if s.pgURL == "" {
@@ -139,6 +146,7 @@ func (s *stack) kafkaSettings() map[string]string {
 func (s *stack) ingestEnv(addr string) []string {
 	m := s.kafkaSettings()
 	m["AGGREGATOR_ADDR"] = addr
+	maps.Copy(m, s.opts.ingestEnv)
 	return serviceEnv(s.t, &config.Ingest{}, m)
 }
 
@@ -154,11 +162,13 @@ func (s *stack) workerEnv(addr, name string) []string {
 }
 
 func (s *stack) queryEnv(addr string) []string {
-	return serviceEnv(s.t, &config.Query{}, map[string]string{
+	m := map[string]string{
 		"AGGREGATOR_ADDR":         addr,
 		"AGGREGATOR_POSTGRES_URL": s.pgURL,
 		"AGGREGATOR_LOG_LEVEL":    "info",
-	})
+	}
+	maps.Copy(m, s.opts.queryEnv)
+	return serviceEnv(s.t, &config.Query{}, m)
 }
 
 // newWorker adds a worker process to the stack without starting it.
