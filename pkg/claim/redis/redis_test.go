@@ -47,10 +47,16 @@ func TestWireFormat(t *testing.T) {
 
 	claimOne(t, c, k, process.Owned)
 	checkRaw(t, client, raw, "lease:w-1", 30*time.Second)
-	if err := c.MarkDone(t.Context(), []event.Key{k}); err != nil {
+	if err := c.MarkDone(t.Context(), []event.Key{k}, nil); err != nil {
 		t.Fatal(err)
 	}
 	checkRaw(t, client, raw, "done", time.Hour)
+	// A batch of a Kafka partition writes its range into the mark.
+	at := &process.Offset{Topic: "events", Partition: 11, From: 40, Next: 52}
+	if err := c.MarkDone(t.Context(), []event.Key{k}, at); err != nil {
+		t.Fatal(err)
+	}
+	checkRaw(t, client, raw, "done:52:11:events", time.Hour)
 
 	other := claimredis.New(client, "w-1", time.Second, time.Hour, claimredis.WithKeyPrefix("x:"))
 	claimOne(t, other, k, process.Owned)
@@ -81,7 +87,7 @@ func TestFlushAll(t *testing.T) {
 	claimOne(t, a, k, process.Owned)
 	flush(t, client)
 	claimOne(t, b, k, process.Owned) // a's lease is gone: both go to the store
-	if err := a.MarkDone(t.Context(), []event.Key{k}); err != nil {
+	if err := a.MarkDone(t.Context(), []event.Key{k}, nil); err != nil {
 		t.Fatal(err)
 	}
 	claimOne(t, b, k, process.Done)
@@ -135,14 +141,14 @@ func TestOutage(t *testing.T) {
 	// A caller giving up is not an outage.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := c.Claim(ctx, k); err == nil {
+	if _, err := c.Claim(ctx, k, nil); err == nil {
 		t.Fatal("Claim with a canceled context succeeded")
 	}
 	checkChanges()
 
 	srv.stop()
 	start := time.Now()
-	_, err := c.Claim(t.Context(), k)
+	_, err := c.Claim(t.Context(), k, nil)
 	if err == nil || errors.Is(err, claimredis.ErrUnavailable) {
 		t.Fatalf("first Claim with Redis stopped: %v; want the connection error", err)
 	}
@@ -157,10 +163,10 @@ func TestOutage(t *testing.T) {
 	// Until the next probe is due, calls fail without asking Redis.
 	for range 10 {
 		start := time.Now()
-		if _, err := c.Claim(t.Context(), k); !errors.Is(err, claimredis.ErrUnavailable) {
+		if _, err := c.Claim(t.Context(), k, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 			t.Fatalf("Claim while degraded: %v; want ErrUnavailable", err)
 		}
-		if err := c.MarkDone(t.Context(), k); !errors.Is(err, claimredis.ErrUnavailable) {
+		if err := c.MarkDone(t.Context(), k, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 			t.Fatalf("MarkDone while degraded: %v; want ErrUnavailable", err)
 		}
 		if d := time.Since(start); d > 100*time.Millisecond {
@@ -173,7 +179,7 @@ func TestOutage(t *testing.T) {
 	}
 	// A probe goes through once the interval has passed, and fails.
 	for {
-		_, err := c.Claim(t.Context(), k)
+		_, err := c.Claim(t.Context(), k, nil)
 		if !errors.Is(err, claimredis.ErrUnavailable) {
 			if err == nil {
 				t.Fatal("probe with Redis stopped succeeded")
@@ -190,7 +196,7 @@ func TestOutage(t *testing.T) {
 	srv.start()
 	start = time.Now()
 	for {
-		got, err := c.Claim(t.Context(), k)
+		got, err := c.Claim(t.Context(), k, nil)
 		if err == nil {
 			// The server restarted empty: the lease is ours again.
 			if got[0] != process.Owned {
@@ -231,7 +237,7 @@ func TestHungServerFailsFast(t *testing.T) {
 	}
 	defer resume()
 	start := time.Now()
-	if _, err := c.Claim(t.Context(), []event.Key{k}); err == nil {
+	if _, err := c.Claim(t.Context(), []event.Key{k}, nil); err == nil {
 		t.Fatal("Claim against a hung server succeeded")
 	}
 	d := time.Since(start)
@@ -244,7 +250,7 @@ func TestHungServerFailsFast(t *testing.T) {
 	}
 	// The next batches do not wait for the hung server again.
 	start = time.Now()
-	if _, err := c.Claim(t.Context(), []event.Key{k}); !errors.Is(err, claimredis.ErrUnavailable) {
+	if _, err := c.Claim(t.Context(), []event.Key{k}, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 		t.Fatalf("Claim after a timeout: %v; want ErrUnavailable", err)
 	}
 	if d := time.Since(start); d > 100*time.Millisecond {
@@ -275,7 +281,7 @@ func TestUnreachableFailsFast(t *testing.T) {
 	client := newClient(t, "redis://127.0.0.1:"+fmt.Sprint(freePort(t))+"/0")
 	c := claimredis.New(client, "a", time.Minute, time.Hour)
 	start := time.Now()
-	if _, err := c.Claim(t.Context(), []event.Key{{Topic: "t", EventID: "e"}}); err == nil {
+	if _, err := c.Claim(t.Context(), []event.Key{{Topic: "t", EventID: "e"}}, nil); err == nil {
 		t.Fatal("Claim against a closed port succeeded")
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -315,7 +321,7 @@ func TestNewClient(t *testing.T) {
 
 func claimOne(t *testing.T, c *claimredis.Claimer, k event.Key, want process.Claim) {
 	t.Helper()
-	got, err := c.Claim(t.Context(), []event.Key{k})
+	got, err := c.Claim(t.Context(), []event.Key{k}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
