@@ -91,6 +91,11 @@ type Offset struct {
 	Partition int
 	From      int64
 	Next      int64
+	// First says the consumer found no stored offset for the partition:
+	// only such a batch may record one where none is. Any other batch
+	// finding none is fenced, so a store reset under a running consumer is
+	// noticed instead of going on from where the old store was.
+	First bool
 }
 
 // Persisted tells which events of a batch were new.

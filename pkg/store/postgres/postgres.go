@@ -120,10 +120,14 @@ ON CONFLICT (topic, partition) DO UPDATE SET
 	duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped`
 
 // The first batch of a partition inserts its offset; later ones move it only
-// from where this consumer started. The row lock it takes first makes a
-// zombie and the new owner of a partition wait for each other.
-const fenceOffset = `INSERT INTO offsets AS o (topic, partition, next) VALUES ($1, $2, $3)
+// from where this consumer started, and only if it is there. The row lock it
+// takes first makes a zombie and the new owner of a partition wait for each
+// other.
+const (
+	fenceFirstOffset = `INSERT INTO offsets AS o (topic, partition, next) VALUES ($1, $2, $3)
 ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE o.next = $4`
+	fenceOffset = `UPDATE offsets SET next = $3 WHERE topic = $1 AND partition = $2 AND next = $4`
+)
 
 // A batch that stored rows numbers its commit last, under a lock held until
 // it has committed (and so is visible): commits get increasing pos in the
@@ -170,7 +174,11 @@ func insert(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, isNew []b
 	q := &pgx.Batch{}
 	q.Queue("BEGIN")
 	if o := b.Offset; o != nil {
-		q.Queue(fenceOffset, o.Topic, o.Partition, o.Next, o.From)
+		fence := fenceOffset
+		if o.First {
+			fence = fenceFirstOffset
+		}
+		q.Queue(fence, o.Topic, o.Partition, o.Next, o.From)
 	}
 	var first map[event.Key]int
 	if len(b.Events) > 0 {
