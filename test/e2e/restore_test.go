@@ -183,4 +183,3 @@ func (s *stack) wantLogged(t *testing.T, msg string) {
 		t.Errorf("no worker logged %q", msg)
 	}
 }
-
