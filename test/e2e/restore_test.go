@@ -103,6 +103,56 @@ func TestFreshDatabaseSameGroup(t *testing.T) {
 	s.wantLogged(t, wasReset)
 }
 
+// TestFreshDatabaseUnderRunningWorkers: the database is replaced by an
+// empty one while the workers run. Their next batch finds no offset where
+// they expect one, and they consume every retained record again.
+func TestFreshDatabaseUnderRunningWorkers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
+	defer cancel()
+	s := newStack(t, stackOptions{workers: 2})
+	args := []string{"--events", "3000", "--duplicates", "0.2", "--topics", "5", "--batch", "200",
+		"--concurrency", "4"}
+	first := s.mustPublish(t, ctx, append(args, "--run-id", "before-"+randomHex(6))...)
+	s.checkExact(t, ctx, first, 0)
+
+	s.recreateDatabase(t, ctx)
+	s.migrate(t)
+	// The counters start again from nothing while the old records are
+	// read again: the publisher's own check of /stats cannot hold.
+	r := s.publish(ctx, append(args, "--run-id", "after-"+randomHex(6), "--verify=false")...)
+	if r.rep == nil || r.err != nil || r.rep.Unacknowledged != 0 {
+		t.Fatalf("publisher: %v, report %+v\n%s", r.err, r.rep, r.stderr)
+	}
+	second := r.rep
+	c := s.checkExact(t, ctx, nil, 0)
+	for _, rep := range []*report{first, second} {
+		s.checkRunStored(t, ctx, rep)
+	}
+	if want := first.DistinctAcknowledged + second.DistinctAcknowledged; c.unique != want {
+		t.Errorf("unique_processed %d, want the %d distinct events of both runs", c.unique, want)
+	}
+	s.wantLogged(t, wasReset)
+}
+
+// checkRunStored checks that each acknowledged event of a publisher run is
+// stored exactly once.
+func (s *stack) checkRunStored(t *testing.T, ctx context.Context, rep *report) {
+	t.Helper()
+	prefix := rep.RunID + "-"
+	var rows, ids, lo, hi int64
+	err := s.db.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id),
+			coalesce(min(substr(event_id, length($1) + 1)::bigint), -1),
+			coalesce(max(substr(event_id, length($1) + 1)::bigint), -1)
+		FROM events WHERE starts_with(event_id, $1)`, prefix).Scan(&rows, &ids, &lo, &hi)
+	if err != nil {
+		t.Fatalf("read the run's events: %v", err)
+	}
+	if rows != rep.DistinctAcknowledged || ids != rows || lo != 0 || hi != rep.DistinctEvents-1 {
+		t.Errorf("stored %d rows (%d distinct ids, numbers %d..%d) of run %s; want each of the %d acknowledged events once",
+			rows, ids, lo, hi, rep.RunID, rep.DistinctAcknowledged)
+	}
+}
+
 // pgTool runs a Postgres client program.
 func pgTool(t *testing.T, ctx context.Context, prog string, args ...string) {
 	t.Helper()
