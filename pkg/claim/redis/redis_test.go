@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -61,6 +62,42 @@ func TestWireFormat(t *testing.T) {
 	other := claimredis.New(client, "w-1", time.Second, time.Hour, claimredis.WithKeyPrefix("x:"))
 	claimOne(t, other, k, process.Owned)
 	checkRaw(t, client, "x:9:orders/eu/e-1", "lease:w-1", time.Second)
+}
+
+// Done marks as other versions, tools or a corruption may leave them: only
+// a well-formed mark at or before the batch's start drops an event; anything
+// else is left to the store, and nothing fails.
+func TestDoneMarkValues(t *testing.T) {
+	client := newClient(t, testdeps.RedisURL(t))
+	prefix := "ea:claimtest:values:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	c := claimredis.New(client, "w-1", time.Minute, time.Minute, claimredis.WithKeyPrefix(prefix))
+	at := &process.Offset{Topic: "events", Partition: 3, From: 100, Next: 120}
+	for value, want := range map[string]process.Claim{
+		"done":                   process.Leased, // no range: cannot be checked against the store
+		"done:100:3:events":      process.Done,
+		"done:99:3:events":       process.Done,
+		"done:101:3:events":      process.Leased,
+		"done:100:3:":            process.Leased,
+		"done:100:3:events:more": process.Leased,
+		"done:100:4:events":      process.Leased,
+		"done:x:3:events":        process.Leased,
+		"done:100:x:events":      process.Leased,
+		"done:100":               process.Leased,
+		"done:":                  process.Leased,
+		"done:-5:3:events":       process.Done,
+		"donex":                  process.Leased,
+		"lease:w-2":              process.Leased,
+		"":                       process.Leased,
+	} {
+		k := event.Key{Topic: "t", EventID: value}
+		if err := client.Set(t.Context(), prefix+k.String(), value, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Claim(t.Context(), []event.Key{k}, at)
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("a key holding %q: Claim = %v, %v; want %s", value, got, err, name(want))
+		}
+	}
 }
 
 func checkRaw(t *testing.T, client *goredis.Client, key, want string, ttl time.Duration) {
