@@ -153,10 +153,11 @@ func (s *stack) checkRunStored(t *testing.T, ctx context.Context, rep *report) {
 	}
 }
 
-// pgTool runs a Postgres client program.
+// pgTool runs a Postgres client program of the installed server, the
+// version of the servers the tests run.
 func pgTool(t *testing.T, ctx context.Context, prog string, args ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(postgresBinDir(t), prog), args...)
 	cmd.Env = baseEnv()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", prog, err, out)

@@ -87,8 +87,9 @@ type ConsumerConfig struct {
 	// attempt in flight when the partition is revoked runs to its end.
 	HandlerTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts of a batch
-	// that failed (defaults 100 ms and 5 s). A batch is retried until it
-	// succeeds or the partition is revoked; it is never skipped.
+	// that failed (defaults 100 ms and 5 s; each wait drawn within ±25%). A
+	// batch is retried until it succeeds or the partition is revoked; it is
+	// never skipped.
 	RetryMin, RetryMax time.Duration
 
 	// Group membership; see kafka.ConsumerGroupConfig. Defaults 10 s, 1 s
