@@ -20,7 +20,7 @@ type claimer struct {
 	lastMarked []string
 }
 
-func (c *claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
+func (c *claimer) Claim(_ context.Context, keys []event.Key, _ *process.Offset) ([]process.Claim, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -31,7 +31,7 @@ func (c *claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, e
 	return out, nil
 }
 
-func (c *claimer) MarkDone(_ context.Context, keys []event.Key) error {
+func (c *claimer) MarkDone(_ context.Context, keys []event.Key, _ *process.Offset) error {
 	c.markCalls++
 	c.lastMarked = c.lastMarked[:0]
 	for _, k := range keys {

@@ -35,9 +35,32 @@ const (
 )
 
 // Claimer leases events before they are stored and remembers them after.
+// at is the Kafka range of the batch (nil in the all-in-one): a done mark
+// records the range of the batch that stored the event, and Claim answers
+// Done only for a mark that TrustDone accepts for the batch at hand.
 type Claimer interface {
-	Claim(ctx context.Context, keys []event.Key) ([]Claim, error)
-	MarkDone(ctx context.Context, keys []event.Key) error
+	Claim(ctx context.Context, keys []event.Key, at *Offset) ([]Claim, error)
+	MarkDone(ctx context.Context, keys []event.Key, at *Offset) error
+}
+
+// TrustDone reports whether a done mark written after the batch that
+// consumed mark (nil: a batch without a Kafka range) may drop, without
+// asking the store, an event of the batch consuming at.
+//
+// The store's offset of a partition only moves forward, in the same
+// transaction as the rows, and Persist fails unless it equals at.From. So a
+// mark of the same partition whose batch ended at or before at.From was
+// written for a batch the store still holds, whatever the store lost since
+// (a restore from backup, a failover that dropped the last commits). A mark
+// from past at.From, from another partition or topic, or without a range,
+// cannot be checked against the store: it is not a verdict, and the store's
+// unique key decides.
+func TrustDone(mark, at *Offset) bool {
+	if at == nil {
+		// The all-in-one: the claims live and die with the process.
+		return true
+	}
+	return mark != nil && mark.Topic == at.Topic && mark.Partition == at.Partition && mark.Next <= at.From
 }
 
 // Store persists a batch atomically: rows, counters and offsets in one
@@ -68,6 +91,11 @@ type Offset struct {
 	Partition int
 	From      int64
 	Next      int64
+	// First says the consumer found no stored offset for the partition:
+	// only such a batch may record one where none is. Any other batch
+	// finding none is fenced, so a store reset under a running consumer is
+	// noticed instead of going on from where the old store was.
+	First bool
 }
 
 // Persisted tells which events of a batch were new.
@@ -182,7 +210,7 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 	var claimErr error
 	var claims []Claim
 	if p.claimer != nil && len(keys) > 0 {
-		claims, claimErr = p.claim(ctx, keys)
+		claims, claimErr = p.claim(ctx, keys, off)
 		if claimErr != nil {
 			// Redis is a shortcut, not the judge: go on through the store.
 			claims = nil
@@ -225,7 +253,7 @@ func (p *Processor) Process(ctx context.Context, events []event.Event, shard int
 	if p.claimer != nil && claimErr == nil && len(candidates) > 0 {
 		// After the commit: remember the events so later copies skip the
 		// store. A failure costs speed only.
-		if err := p.markDone(ctx, candidates); err != nil {
+		if err := p.markDone(ctx, candidates, off); err != nil {
 			p.log.WarnContext(ctx, "mark done failed", "err", err)
 		}
 	}
@@ -277,10 +305,10 @@ func (p *Processor) endBatch(span trace.Span, res Result, drops dropCounts, err 
 	}
 }
 
-func (p *Processor) claim(ctx context.Context, keys []event.Key) ([]Claim, error) {
+func (p *Processor) claim(ctx context.Context, keys []event.Key, at *Offset) ([]Claim, error) {
 	ctx, span := p.tracer.Start(ctx, "claim", trace.WithAttributes(attribute.Int("aggregator.keys", len(keys))))
 	start := time.Now()
-	claims, err := p.claimer.Claim(ctx, keys)
+	claims, err := p.claimer.Claim(ctx, keys, at)
 	if p.stages != nil {
 		p.stages.ObserveClaim(time.Since(start))
 	}
@@ -299,10 +327,10 @@ func (p *Processor) persist(ctx context.Context, b *Batch) (Persisted, error) {
 	return persisted, err
 }
 
-func (p *Processor) markDone(ctx context.Context, keys []event.Key) error {
+func (p *Processor) markDone(ctx context.Context, keys []event.Key, at *Offset) error {
 	ctx, span := p.tracer.Start(ctx, "mark done", trace.WithAttributes(attribute.Int("aggregator.keys", len(keys))))
 	start := time.Now()
-	err := p.claimer.MarkDone(ctx, keys)
+	err := p.claimer.MarkDone(ctx, keys, at)
 	if p.stages != nil {
 		p.stages.ObserveMarkDone(time.Since(start))
 	}

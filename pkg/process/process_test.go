@@ -264,3 +264,98 @@ func BenchmarkProcess(b *testing.B) {
 		}
 	}
 }
+
+// memStore is a store with a unique key and per-partition offsets, which a
+// test can roll back to an earlier state, as a restore from backup does.
+type memStore struct {
+	rows    map[event.Key]bool
+	offsets map[int]int64
+}
+
+func (s *memStore) Persist(_ context.Context, b *process.Batch) (process.Persisted, error) {
+	if o := b.Offset; o != nil {
+		if next, ok := s.offsets[o.Partition]; ok && next != o.From {
+			return process.Persisted{}, process.ErrFenced
+		}
+		s.offsets[o.Partition] = o.Next
+	}
+	p := process.Persisted{New: make([]bool, len(b.Events))}
+	for i, e := range b.Events {
+		p.New[i] = !s.rows[e.Key()]
+		s.rows[e.Key()] = true
+	}
+	return p, nil
+}
+
+// The claimer is told each batch's Kafka range: done marks written before
+// the store went back in time drop nothing after it.
+func TestProcessDoneMarksNeverOutrankTheStore(t *testing.T) {
+	mark := &markingClaimer{marks: map[event.Key]process.Offset{}}
+	st := &memStore{rows: map[event.Key]bool{}, offsets: map[int]int64{}}
+	p := process.New(mark, st, slog.New(slog.DiscardHandler), nil)
+	at := func(from, next int64) *process.Offset {
+		return &process.Offset{Topic: "events", Partition: 2, From: from, Next: next}
+	}
+	process1 := func(off *process.Offset, ids ...string) process.Result {
+		t.Helper()
+		res, err := p.Process(context.Background(), events(ids...), 2, off)
+		if err != nil {
+			t.Fatalf("process [%d, %d): %v", off.From, off.Next, err)
+		}
+		return res
+	}
+	process1(at(0, 2), "a", "b")
+	// The backup: the store as it is now.
+	backup := memStore{rows: map[event.Key]bool{}, offsets: map[int]int64{2: 2}}
+	for k := range st.rows {
+		backup.rows[k] = true
+	}
+	process1(at(2, 4), "c", "d")
+	// A copy of a later in the log is dropped by its mark.
+	if res := process1(at(4, 5), "a"); res.Duplicates != 1 || mark.stored["a"] != 1 {
+		t.Fatalf("a copy of a stored event: %+v, stored %d times", res, mark.stored["a"])
+	}
+
+	// Restored: c and d are gone, their marks are not. The records from
+	// offset 2 are read again, and c, d are stored again.
+	*st = backup
+	if res := process1(at(2, 4), "c", "d"); res.Unique != 2 {
+		t.Fatalf("after the restore, c and d: %+v; want both stored again", res)
+	}
+	if res := process1(at(4, 5), "a"); res.Duplicates != 1 {
+		t.Fatalf("after the restore, a copy of a: %+v; want a duplicate", res)
+	}
+	if !st.rows[event.Key{Topic: "orders", EventID: "c"}] || !st.rows[event.Key{Topic: "orders", EventID: "d"}] {
+		t.Fatal("c and d are not in the restored store")
+	}
+}
+
+// markingClaimer keeps done marks with their range and applies TrustDone.
+type markingClaimer struct {
+	marks  map[event.Key]process.Offset
+	stored map[string]int
+}
+
+func (c *markingClaimer) Claim(_ context.Context, keys []event.Key, at *process.Offset) ([]process.Claim, error) {
+	out := make([]process.Claim, len(keys))
+	for i, k := range keys {
+		if m, ok := c.marks[k]; ok {
+			out[i] = process.Leased
+			if process.TrustDone(&m, at) {
+				out[i] = process.Done
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *markingClaimer) MarkDone(_ context.Context, keys []event.Key, at *process.Offset) error {
+	if c.stored == nil {
+		c.stored = map[string]int{}
+	}
+	for _, k := range keys {
+		c.marks[k] = *at
+		c.stored[k.EventID]++
+	}
+	return nil
+}

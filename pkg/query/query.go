@@ -25,9 +25,8 @@ type Reader interface {
 	// Events returns up to limit events whose Pos is after the given one, in
 	// processing order, of one topic or of all when topic is "". Positions
 	// only grow: an event committed after a call is never placed before an
-	// event that call returned, so paging covers every event once. An event
-	// may therefore show up a moment after its commit (Postgres: once every
-	// transaction that began writing before it has ended).
+	// event that call returned, so paging covers every event once. Postgres
+	// serves an event as soon as it is committed, in commit order.
 	Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error)
 	// Counts returns each topic's counters, sorted by topic, as one snapshot.
 	Counts(ctx context.Context) ([]event.Counts, error)

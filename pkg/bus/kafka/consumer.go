@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
@@ -89,8 +90,9 @@ type ConsumerConfig struct {
 	// attempt in flight when the partition is revoked runs to its end.
 	HandlerTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts of a batch
-	// that failed (defaults 100 ms and 5 s). A batch is retried until it
-	// succeeds or the partition is revoked; it is never skipped.
+	// that failed (defaults 100 ms and 5 s; each wait drawn within ±25%). A
+	// batch is retried until it succeeds or the partition is revoked; it is
+	// never skipped.
 	RetryMin, RetryMax time.Duration
 
 	// Group membership; see kafka.ConsumerGroupConfig. Defaults 10 s, 1 s
@@ -128,8 +130,9 @@ func (c *ConsumerConfig) setDefaults() error {
 
 // Consumer runs a member of a consumer group: one goroutine per assigned
 // partition, each reading from the offset the store committed and handing
-// batches to the Handler. Kafka's committed offsets only serve lag tools and
-// a store that has none yet.
+// batches to the Handler. Kafka's committed offsets serve lag tools, and tell
+// that the store went back in time: they are committed only after the store,
+// so a store behind them was restored, failed over or reset.
 type Consumer struct {
 	cfg     ConsumerConfig
 	offsets OffsetStore
@@ -224,11 +227,7 @@ func (c *Consumer) runGeneration(ctx, gctx context.Context, gen *kafka.Generatio
 	com := newCommitter(gen, c.cfg.Topic, c.log)
 	var wg sync.WaitGroup
 	for _, a := range assigned {
-		start, fromStore := stored[a.ID]
-		if !fromStore {
-			start = a.Offset // the group's committed offset, else FirstOffset
-		}
-		p := newPartition(c, a.ID, start, dlq, com, gen)
+		p := newPartition(c, a.ID, c.startOffset(pctx, a, stored), dlq, com, gen)
 		wg.Go(func() { p.run(pctx) })
 	}
 	<-pctx.Done()
@@ -239,6 +238,28 @@ func (c *Consumer) runGeneration(ctx, gctx context.Context, gen *kafka.Generatio
 			obs.Revoked(c.cfg.Topic, a.ID)
 		}
 	}
+}
+
+// startOffset is where a newly assigned partition starts: the store's
+// offset, or, when the store has none, the first retained record (a store
+// with no offset behind a group that committed one was reset or replaced:
+// starting at the group's offset would skip what Kafka still holds). a.Offset
+// is the group's committed offset, negative when it has none.
+func (c *Consumer) startOffset(ctx context.Context, a kafka.PartitionAssignment, stored map[int]int64) int64 {
+	start, ok := stored[a.ID]
+	switch {
+	case ok && a.Offset > start:
+		c.log.ErrorContext(ctx, "the store is behind the offset the group committed after it: it went back in time "+
+			"(a restore, a failover that lost commits); consuming again from the store's offset",
+			"partition", a.ID, "stored", start, "group", a.Offset)
+	case !ok && a.Offset >= 0:
+		c.log.ErrorContext(ctx, "the store has no offset for a partition the group committed: it is new or was reset; "+
+			"consuming the partition from its first retained record", "partition", a.ID, "group", a.Offset)
+	}
+	if !ok {
+		return kafka.FirstOffset
+	}
+	return start
 }
 
 // storedOffsets reads the store's offsets, retrying while ctx lasts: reading
@@ -336,27 +357,31 @@ func (c *committer) close() {
 	<-c.done
 }
 
+// newBackOff waits about lo, doubling up to about hi, each wait drawn within
+// ±25% so that workers failing together do not retry in step.
+func newBackOff(lo, hi time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{InitialInterval: lo, RandomizationFactor: 0.25, Multiplier: 2, MaxInterval: hi}
+	b.Reset()
+	return b
+}
+
 // retry calls fn until it succeeds or ctx ends, backing off exponentially
 // between lo and hi. process.ErrFenced is final: it is returned at once.
 func retry(ctx context.Context, lo, hi time.Duration, fn func(attempt int) error) error {
-	wait := lo
-	for attempt := 1; ; attempt++ {
-		err := fn(attempt)
-		if err == nil {
-			return nil
+	attempt := 0
+	var last error
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		attempt++
+		last = fn(attempt)
+		if errors.Is(last, process.ErrFenced) {
+			return struct{}{}, backoff.Permanent(last)
 		}
-		if errors.Is(err, process.ErrFenced) {
-			return err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
-		wait = min(wait*2, hi)
+		return struct{}{}, last
+	}, backoff.WithBackOff(newBackOff(lo, hi)), backoff.WithMaxElapsedTime(0)) // never give up
+	if err != nil && ctx.Err() != nil && !errors.Is(err, last) {
+		return fmt.Errorf("%w (last error: %w)", err, last)
 	}
+	return err
 }
 
 func partitionIDs(as []kafka.PartitionAssignment) []int {

@@ -97,7 +97,10 @@ func TestConsumerResumesFromStoredOffsets(t *testing.T) {
 	})
 }
 
-func TestConsumerFallsBackToGroupOffsets(t *testing.T) {
+// A store with no offsets behind a group that committed some (a fresh or
+// reset database): the group's offsets would skip what Kafka still holds,
+// so every retained record is consumed again.
+func TestConsumerFreshStoreReadsRetainedRecords(t *testing.T) {
 	onKafka(t, func(t *testing.T, c cluster) {
 		topic := c.topic(t, 2)
 		p := newProducer(t, c, topic)
@@ -110,14 +113,43 @@ func TestConsumerFallsBackToGroupOffsets(t *testing.T) {
 		waitFor(t, 60*time.Second, "first round handled", func() bool { return s1.reached(first) })
 		stop() // commits the group offsets and leaves
 
-		// A store that lost its offsets: the group's committed offsets are
-		// the next best start, not the beginning of the log.
 		publish(t, p, topic, "g2", 100, 100)
 		ends := highWatermarks(t, c, topic)
 		s2 := newStore()
 		startConsumer(t, cfg, s2, s2.handler("c2"))
-		waitFor(t, 60*time.Second, "second round handled", func() bool { return s2.reached(ends) })
-		checkChains(t, s2, readAll(t, c, topic), first)
+		waitFor(t, 60*time.Second, "every record handled", func() bool { return s2.reached(ends) })
+		checkChains(t, s2, readAll(t, c, topic), map[int]int64{})
+	})
+}
+
+// The store goes back in time under a running consumer: restored to an
+// earlier state, then reset to nothing. Each time the consumer's next batch
+// is fenced, and it consumes again from where the store is.
+func TestConsumerStoreGoesBackUnderIt(t *testing.T) {
+	onKafka(t, func(t *testing.T, c cluster) {
+		topic := c.topic(t, 2)
+		p := newProducer(t, c, topic)
+		cfg := consumerConfig(t, c, topic, topic+".dlq")
+		s := newStore()
+		startConsumer(t, cfg, s, s.handler("c1"))
+
+		round := func(name string) map[int]int64 {
+			t.Helper()
+			publish(t, p, topic, name, 100, 100)
+			ends := highWatermarks(t, c, topic)
+			waitFor(t, 60*time.Second, name+" handled", func() bool { return s.reached(ends) })
+			return ends
+		}
+		round("b1")
+		backup := s.snapshot()
+		round("b2")
+		s.restore(backup)
+		round("b3")
+		checkChains(t, s, readAll(t, c, topic), map[int]int64{})
+
+		s.restore(&fencingStore{next: map[int]int64{}})
+		round("b4")
+		checkChains(t, s, readAll(t, c, topic), map[int]int64{})
 	})
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -151,7 +153,7 @@ func (h storeHandler) HandleBatch(ctx context.Context, partition int, events []e
 			return err
 		}
 	}
-	if cur, ok := s.next[partition]; ok && cur != off.From {
+	if cur, ok := s.next[partition]; (ok && cur != off.From) || (!ok && !off.First) {
 		s.fenced++
 		return process.ErrFenced
 	}
@@ -162,6 +164,24 @@ func (h storeHandler) HandleBatch(ctx context.Context, partition int, events []e
 	}
 	s.batches = append(s.batches, batch{consumer: h.name, off: off, ids: ids})
 	return nil
+}
+
+// snapshot copies the store's offsets and batches, as a backup would.
+func (s *fencingStore) snapshot() *fencingStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := &fencingStore{next: map[int]int64{}, batches: slices.Clone(s.batches)}
+	maps.Copy(cp.next, s.next)
+	return cp
+}
+
+// restore puts the store back to a snapshot, losing what came after.
+func (s *fencingStore) restore(from *fencingStore) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next = map[int]int64{}
+	maps.Copy(s.next, from.next)
+	s.batches = slices.Clone(from.batches)
 }
 
 // committed returns the committed batches of each partition in commit order.

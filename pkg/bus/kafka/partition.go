@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
@@ -28,9 +29,9 @@ type partition struct {
 	// carry is a record fetched past the byte budget of the last batch: the
 	// first of the next one. Cleared whenever the reader moves.
 	carry *kafka.Message
-	// fenceWait is the pause before resuming after a fence whose ownership
-	// check failed, doubled each time until a batch commits.
-	fenceWait time.Duration
+	// fenceWait paces resuming after a fence whose ownership check failed,
+	// growing each time until a batch commits.
+	fenceWait *backoff.ExponentialBackOff
 }
 
 func newPartition(c *Consumer, id int, start int64, dlq *kafka.Writer, com *committer, gen offsetCommitter) *partition {
@@ -42,7 +43,7 @@ func newPartition(c *Consumer, id int, start int64, dlq *kafka.Writer, com *comm
 		c: c, id: id, start: start, next: next, dlq: dlq, com: com, gen: gen,
 		log:       c.log.With("partition", id),
 		buf:       make([]kafka.Message, 0, c.cfg.BatchSize),
-		fenceWait: c.cfg.RetryMin,
+		fenceWait: newBackOff(c.cfg.RetryMin, c.cfg.RetryMax),
 	}
 }
 
@@ -52,7 +53,7 @@ func (p *partition) run(ctx context.Context) {
 	p.log.DebugContext(ctx, "partition assigned", "start", p.start)
 	p.open(p.start)
 	defer func() { p.reader.Close() }()
-	wait := p.c.cfg.RetryMin
+	wait := newBackOff(p.c.cfg.RetryMin, p.c.cfg.RetryMax)
 	for ctx.Err() == nil {
 		msgs, err := p.fetch(ctx)
 		if err != nil {
@@ -67,19 +68,18 @@ func (p *partition) run(ctx context.Context) {
 			} else {
 				p.log.WarnContext(ctx, "fetch records", "err", err)
 			}
-			if !sleep(ctx, wait) {
+			if !sleep(ctx, wait.NextBackOff()) {
 				return
 			}
-			wait = min(wait*2, p.c.cfg.RetryMax)
 			p.reader.Close()
 			p.open(at)
 			continue
 		}
-		wait = p.c.cfg.RetryMin
+		wait.Reset()
 		err = p.handle(ctx, msgs)
 		switch {
 		case err == nil:
-			p.fenceWait = p.c.cfg.RetryMin
+			p.fenceWait.Reset()
 		case errors.Is(err, process.ErrFenced):
 			if !p.resync(ctx) {
 				return
@@ -216,7 +216,8 @@ func (p *partition) handle(ctx context.Context, msgs []kafka.Message) error {
 	// From is where the previous batch ended, not the first record's
 	// offset: a gap in the log (compaction, expired segments) must not
 	// break the store's chain of offsets.
-	off := process.Offset{Topic: cfg.Topic, Partition: p.id, From: from, Next: msgs[len(msgs)-1].Offset + 1}
+	off := process.Offset{Topic: cfg.Topic, Partition: p.id, From: from, Next: msgs[len(msgs)-1].Offset + 1,
+		First: p.next < 0}
 
 	events := make([]event.Event, 0, len(msgs))
 	var poison []kafka.Message
@@ -372,8 +373,19 @@ func (p *partition) resync(ctx context.Context) bool {
 	}
 	next, ok := stored[p.id]
 	if !ok {
-		p.log.ErrorContext(ctx, "fenced, yet the store has no offset for the partition; stopping it")
-		return false
+		// Only a partition's first batch may record an offset where none
+		// is: the store was reset or replaced under this consumer.
+		p.log.ErrorContext(ctx, "fenced: the store has no offset for the partition, it is new or was reset; "+
+			"consuming the partition again from its first retained record", "was", p.next)
+		p.next = -1
+		p.carry = nil
+		return p.reader.SetOffset(kafka.FirstOffset) == nil
+	}
+	if next < p.next {
+		// Offsets only move forward in the store: it lost commits.
+		p.log.ErrorContext(ctx, "fenced: the store is behind the offset it recorded for this consumer, it went back "+
+			"in time (a restore, a failover that lost commits); consuming again from the store's offset",
+			"was", p.next, "next", next)
 	}
 	err = p.gen.CommitOffsets(map[string]map[int]int64{p.c.cfg.Topic: {p.id: next}})
 	switch {
@@ -387,11 +399,10 @@ func (p *partition) resync(ctx context.Context) bool {
 		// A pause, so that a member that lost the partition unnoticed
 		// does not race its owner batch after batch.
 		p.log.WarnContext(ctx, "partition fenced and ownership unconfirmed; resuming from the stored offset",
-			"err", err, "was", p.next, "next", next, "after", p.fenceWait)
-		if !sleep(ctx, p.fenceWait) {
+			"err", err, "was", p.next, "next", next)
+		if !sleep(ctx, p.fenceWait.NextBackOff()) {
 			return false
 		}
-		p.fenceWait = min(p.fenceWait*2, p.c.cfg.RetryMax)
 	}
 	p.next = next
 	p.carry = nil

@@ -68,6 +68,9 @@ func runPartition(t *testing.T, c cluster, topic, dlq string, start int64, s *fe
 	}
 	w := &kafka.Writer{Addr: kafka.TCP(c.brokers...), Topic: dlq, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	if _, ok := s.next[0]; !ok && start >= 0 {
+		s.next[0] = start // a partition starts at the store's offset
+	}
 	com := newCommitter(gen, topic, cons.log)
 	p := newPartition(cons, 0, start, w, com, gen)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,7 +137,7 @@ func TestPartitionPoisonGoesToDLQ(t *testing.T) {
 		s := newStore()
 		runPartition(t, c, topic, dlq, kafka.FirstOffset, s, &fakeGen{}, nil)
 		waitFor(t, 30*time.Second, "both records handled", func() bool { return s.reached(map[int]int64{0: 2}) })
-		if b := s.committed()[0]; len(b) != 1 || len(b[0].ids) != 1 || b[0].off != (process.Offset{Topic: topic, From: 0, Next: 2}) {
+		if b := s.committed()[0]; len(b) != 1 || len(b[0].ids) != 1 || b[0].off != (process.Offset{Topic: topic, From: 0, Next: 2, First: true}) {
 			t.Fatalf("committed %+v, want one batch [0, 2) with the good event", b)
 		}
 		dead := readAll(t, c, dlq)[0]
@@ -259,7 +262,7 @@ func TestPartitionEventsSurviveNextFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 		com := newCommitter(&fakeGen{}, topic, cons.log)
-		p := newPartition(cons, 0, 0, nil, com, &fakeGen{})
+		p := newPartition(cons, 0, kafka.FirstOffset, nil, com, &fakeGen{})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); p.run(ctx); com.close() }()

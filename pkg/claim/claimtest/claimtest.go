@@ -53,6 +53,7 @@ func Run(t *testing.T, newClaimer NewClaimer) {
 		{"ConcurrentClaimsOneOwner", testConcurrentClaims},
 		{"LargeBatchInOrder", testLargeBatchInOrder},
 		{"SimilarKeysNeverCollide", testSimilarKeys},
+		{"DoneMarksAtOffsets", testDoneMarksAtOffsets},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, newClaimer) })
@@ -104,11 +105,11 @@ func testMarkDoneWithoutClaim(t *testing.T, newClaimer NewClaimer) {
 
 func testEmptyBatch(t *testing.T, newClaimer NewClaimer) {
 	a := newClaimer(t, "a", long)
-	got, err := a.Claim(t.Context(), nil)
+	got, err := a.Claim(t.Context(), nil, nil)
 	if err != nil || len(got) != 0 {
 		t.Fatalf("Claim(nil) = %v, %v; want no claims, no error", got, err)
 	}
-	if err := a.MarkDone(t.Context(), nil); err != nil {
+	if err := a.MarkDone(t.Context(), nil, nil); err != nil {
 		t.Fatalf("MarkDone(nil): %v", err)
 	}
 }
@@ -180,7 +181,7 @@ func testConcurrentClaims(t *testing.T, newClaimer NewClaimer) {
 	for i, c := range claimers {
 		wg.Go(func() {
 			<-startGun
-			got, err := c.Claim(t.Context(), k)
+			got, err := c.Claim(t.Context(), k, nil)
 			if err == nil && len(got) != 1 {
 				err = fmt.Errorf("got %d claims for 1 key", len(got))
 			}
@@ -259,6 +260,48 @@ func testSimilarKeys(t *testing.T, newClaimer NewClaimer) {
 	}
 }
 
+// testDoneMarksAtOffsets: a done mark remembers the Kafka range of the batch
+// that stored the event, and drops a later copy only when the store's offset
+// of that partition (the batch's From, which Persist checks) has not gone
+// back before it. Otherwise the store decides, and the batch that stores the
+// event again marks it anew.
+func testDoneMarksAtOffsets(t *testing.T, newClaimer NewClaimer) {
+	a, b := newClaimer(t, "a", long), newClaimer(t, "b", long)
+	at := func(topic string, partition int, from, next int64) *process.Offset {
+		return &process.Offset{Topic: topic, Partition: partition, From: from, Next: next}
+	}
+	k := keys(t, 2)
+	markDoneAt(t, a, k[:1], at("events", 3, 0, 10))
+	markDone(t, a, k[1:]) // a mark without a range
+	for _, c := range []struct {
+		at   *process.Offset
+		want process.Claim
+		why  string
+	}{
+		{at("events", 3, 10, 20), process.Done, "the next batch of the partition"},
+		{at("events", 3, 500, 600), process.Done, "a later batch"},
+		{nil, process.Done, "a batch without a range"},
+		{at("events", 3, 9, 20), process.Leased, "the store went back before the mark"},
+		{at("events", 3, 0, 5), process.Leased, "the store went back to the start"},
+		{at("events", 4, 500, 600), process.Leased, "another partition"},
+		{at("other", 3, 500, 600), process.Leased, "another topic"},
+	} {
+		got := claimAt(t, b, k, c.at)
+		want := process.Leased
+		if c.at == nil {
+			want = process.Done
+		}
+		if got[0] != c.want || got[1] != want {
+			t.Errorf("%s (%+v): marks at a range and without one read %s, %s; want %s, %s",
+				c.why, c.at, name(got[0]), name(got[1]), name(c.want), name(want))
+		}
+	}
+	// Stored again by a batch after the store went back: marked anew.
+	markDoneAt(t, b, k, at("events", 3, 5, 8))
+	expect(t, claimAt(t, a, k, at("events", 3, 8, 9)), process.Done, process.Done)
+	expect(t, claimAt(t, a, k, at("events", 3, 7, 9)), process.Leased, process.Leased)
+}
+
 func keys(t *testing.T, n int) []event.Key {
 	t.Helper()
 	topic := "claimtest-" + nonce(t)
@@ -281,7 +324,12 @@ func nonce(t *testing.T) string {
 
 func claim(t *testing.T, c process.Claimer, k []event.Key) []process.Claim {
 	t.Helper()
-	got, err := c.Claim(t.Context(), k)
+	return claimAt(t, c, k, nil)
+}
+
+func claimAt(t *testing.T, c process.Claimer, k []event.Key, at *process.Offset) []process.Claim {
+	t.Helper()
+	got, err := c.Claim(t.Context(), k, at)
 	if err != nil {
 		t.Fatalf("Claim(%d keys): %v", len(k), err)
 	}
@@ -293,7 +341,12 @@ func claim(t *testing.T, c process.Claimer, k []event.Key) []process.Claim {
 
 func markDone(t *testing.T, c process.Claimer, k []event.Key) {
 	t.Helper()
-	if err := c.MarkDone(t.Context(), k); err != nil {
+	markDoneAt(t, c, k, nil)
+}
+
+func markDoneAt(t *testing.T, c process.Claimer, k []event.Key, at *process.Offset) {
+	t.Helper()
+	if err := c.MarkDone(t.Context(), k, at); err != nil {
 		t.Fatalf("MarkDone(%d keys): %v", len(k), err)
 	}
 }

@@ -33,6 +33,8 @@ type table struct {
 type entry struct {
 	owner   string // "" when done
 	expires time.Time
+	// at is the range of the batch that stored the event, when done.
+	at *process.Offset
 }
 
 // New returns a Claimer for one owner.
@@ -41,7 +43,8 @@ func New(owner string, leaseTTL, dedupWindow time.Duration, capacity int) *Claim
 }
 
 // Claim leases each key that is neither done nor leased by another owner.
-func (c *Claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, error) {
+// A done mark that process.TrustDone rejects for at reads Leased.
+func (c *Claimer) Claim(_ context.Context, keys []event.Key, at *process.Offset) ([]process.Claim, error) {
 	now := c.now()
 	out := make([]process.Claim, len(keys))
 	c.mu.Lock()
@@ -49,8 +52,10 @@ func (c *Claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, e
 	for i, k := range keys {
 		e, ok := c.items[k]
 		switch {
-		case ok && now.Before(e.expires) && e.owner == "":
+		case ok && now.Before(e.expires) && e.owner == "" && process.TrustDone(e.at, at):
 			out[i] = process.Done
+		case ok && now.Before(e.expires) && e.owner == "":
+			out[i] = process.Leased
 		case ok && now.Before(e.expires) && e.owner != c.owner:
 			out[i] = process.Leased
 		default:
@@ -61,14 +66,19 @@ func (c *Claimer) Claim(_ context.Context, keys []event.Key) ([]process.Claim, e
 	return out, nil
 }
 
-// MarkDone records keys as stored for the dedup window.
-func (c *Claimer) MarkDone(_ context.Context, keys []event.Key) error {
+// MarkDone records keys as stored for the dedup window, by the batch that
+// consumed at.
+func (c *Claimer) MarkDone(_ context.Context, keys []event.Key, at *process.Offset) error {
 	exp := c.now().Add(c.dedupWindow)
+	if at != nil {
+		cp := *at // the caller's may change
+		at = &cp
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range keys {
 		_, ok := c.items[k]
-		c.put(k, entry{expires: exp}, ok)
+		c.put(k, entry{expires: exp, at: at}, ok)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func BenchmarkClaim(b *testing.B) {
 		}
 		b.ResetTimer()
 		for i := range b.N {
-			if _, err := c.Claim(b.Context(), batches[i]); err != nil {
+			if _, err := c.Claim(b.Context(), batches[i], nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -46,7 +46,7 @@ func BenchmarkClaim(b *testing.B) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := c.Claim(b.Context(), batches[next.Add(1)-1]); err != nil {
+				if _, err := c.Claim(b.Context(), batches[next.Add(1)-1], nil); err != nil {
 					b.Error(err)
 					return
 				}
@@ -57,12 +57,12 @@ func BenchmarkClaim(b *testing.B) {
 
 	b.Run("done", func(b *testing.B) {
 		keys := benchKeys(run + "-done")
-		if err := c.MarkDone(b.Context(), keys); err != nil {
+		if err := c.MarkDone(b.Context(), keys, nil); err != nil {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
 		for range b.N {
-			if _, err := c.Claim(b.Context(), keys); err != nil {
+			if _, err := c.Claim(b.Context(), keys, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -77,7 +77,7 @@ func BenchmarkMarkDone(b *testing.B) {
 	keys := benchKeys(fmt.Sprint(time.Now().UnixNano(), "-mark"))
 	b.ResetTimer()
 	for range b.N {
-		if err := c.MarkDone(b.Context(), keys); err != nil {
+		if err := c.MarkDone(b.Context(), keys, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

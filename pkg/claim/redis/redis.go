@@ -1,8 +1,10 @@
 // Package redis is the Claimer of the distributed mode: the lease protocol of
 // docs/architecture.md ("Claims") on Redis, one pipelined round trip per batch.
 //
-// A key holds "lease:<owner>" while a worker processes the event and "done"
-// for the dedup window after the store committed it. Redis is a shortcut, not
+// A key holds "lease:<owner>" while a worker processes the event and
+// "done:<next>:<partition>:<topic>" (the Kafka range of the batch that stored
+// it; plain "done" without one) for the dedup window after the store
+// committed it. A mark that process.TrustDone rejects is not a verdict. Redis is a shortcut, not
 // the judge: when it is unreachable or was flushed, Claim fails or answers
 // Owned, and the store alone decides.
 package redis
@@ -11,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,9 +137,10 @@ func NewClient(url string) (*redis.Client, error) {
 }
 
 // Claim leases each key with SET NX GET: a key that was free is Owned, one
-// marked done is Done, our own lease (a retried batch) is Owned, and anything
-// else is Leased, which the store then decides.
-func (c *Claimer) Claim(ctx context.Context, keys []event.Key) ([]process.Claim, error) {
+// marked done by a batch the store still holds (process.TrustDone) is Done,
+// our own lease (a retried batch) is Owned, and anything else is Leased,
+// which the store then decides.
+func (c *Claimer) Claim(ctx context.Context, keys []event.Key, at *process.Offset) ([]process.Claim, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -160,10 +165,10 @@ func (c *Claimer) Claim(ctx context.Context, keys []event.Key) ([]process.Claim,
 			out[i] = process.Owned
 		case err != nil:
 			return nil, c.observe(ctx, fmt.Errorf("redis claim: %w", err))
-		case prev == doneValue:
-			out[i] = process.Done
 		case prev == c.lease:
 			out[i] = process.Owned
+		case trustedDone(prev, at):
+			out[i] = process.Done
 		default:
 			out[i] = process.Leased
 		}
@@ -172,8 +177,9 @@ func (c *Claimer) Claim(ctx context.Context, keys []event.Key) ([]process.Claim,
 	return out, nil
 }
 
-// MarkDone marks keys done for the dedup window, replacing their leases.
-func (c *Claimer) MarkDone(ctx context.Context, keys []event.Key) error {
+// MarkDone marks keys done for the dedup window, replacing their leases,
+// with the Kafka range at of the batch that stored them.
+func (c *Claimer) MarkDone(ctx context.Context, keys []event.Key, at *process.Offset) error {
 	if len(keys) == 0 {
 		return nil
 	}
@@ -182,8 +188,9 @@ func (c *Claimer) MarkDone(ctx context.Context, keys []event.Key) error {
 	}
 	pipe := c.client.Pipeline()
 	args := redis.SetArgs{TTL: c.dedupWindow}
+	value := doneAt(at)
 	for _, k := range keys {
-		pipe.SetArgs(ctx, c.key(k), doneValue, args)
+		pipe.SetArgs(ctx, c.key(k), value, args)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return c.observe(ctx, fmt.Errorf("redis mark done: %w", err))
@@ -225,6 +232,45 @@ func (c *Claimer) admit() error {
 }
 
 func (c *Claimer) key(k event.Key) string { return c.prefix + k.String() }
+
+// doneAt is the value of a done mark written by the batch that consumed at.
+// The topic goes last: Kafka topic names hold no ':', but it keeps the
+// parse trivial whatever they hold.
+func doneAt(at *process.Offset) string {
+	if at == nil {
+		return doneValue
+	}
+	return doneValue + ":" + strconv.FormatInt(at.Next, 10) + ":" + strconv.Itoa(at.Partition) + ":" + at.Topic
+}
+
+// trustedDone reports whether v is a done mark that may drop an event of
+// the batch consuming at.
+func trustedDone(v string, at *process.Offset) bool {
+	mark, ok := parseDone(v)
+	return ok && process.TrustDone(mark, at)
+}
+
+// parseDone reads a done mark; mark is nil for one without a range. ok is
+// false for anything else (a lease, a value this version does not know).
+func parseDone(v string) (mark *process.Offset, ok bool) {
+	if v == doneValue {
+		return nil, true
+	}
+	rest, found := strings.CutPrefix(v, doneValue+":")
+	if !found {
+		return nil, false
+	}
+	parts := strings.SplitN(rest, ":", 3)
+	if len(parts) != 3 {
+		return nil, false
+	}
+	next, err1 := strconv.ParseInt(parts[0], 10, 64)
+	partition, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return nil, false
+	}
+	return &process.Offset{Topic: parts[2], Partition: partition, Next: next}, true
+}
 
 // observe records the outcome of a call and returns err.
 func (c *Claimer) observe(ctx context.Context, err error) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,14 +49,56 @@ func TestWireFormat(t *testing.T) {
 
 	claimOne(t, c, k, process.Owned)
 	checkRaw(t, client, raw, "lease:w-1", 30*time.Second)
-	if err := c.MarkDone(t.Context(), []event.Key{k}); err != nil {
+	if err := c.MarkDone(t.Context(), []event.Key{k}, nil); err != nil {
 		t.Fatal(err)
 	}
 	checkRaw(t, client, raw, "done", time.Hour)
+	// A batch of a Kafka partition writes its range into the mark.
+	at := &process.Offset{Topic: "events", Partition: 11, From: 40, Next: 52}
+	if err := c.MarkDone(t.Context(), []event.Key{k}, at); err != nil {
+		t.Fatal(err)
+	}
+	checkRaw(t, client, raw, "done:52:11:events", time.Hour)
 
 	other := claimredis.New(client, "w-1", time.Second, time.Hour, claimredis.WithKeyPrefix("x:"))
 	claimOne(t, other, k, process.Owned)
 	checkRaw(t, client, "x:9:orders/eu/e-1", "lease:w-1", time.Second)
+}
+
+// Done marks as other versions, tools or a corruption may leave them: only
+// a well-formed mark at or before the batch's start drops an event; anything
+// else is left to the store, and nothing fails.
+func TestDoneMarkValues(t *testing.T) {
+	client := newClient(t, testdeps.RedisURL(t))
+	prefix := "ea:claimtest:values:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	c := claimredis.New(client, "w-1", time.Minute, time.Minute, claimredis.WithKeyPrefix(prefix))
+	at := &process.Offset{Topic: "events", Partition: 3, From: 100, Next: 120}
+	for value, want := range map[string]process.Claim{
+		"done":                   process.Leased, // no range: cannot be checked against the store
+		"done:100:3:events":      process.Done,
+		"done:99:3:events":       process.Done,
+		"done:101:3:events":      process.Leased,
+		"done:100:3:":            process.Leased,
+		"done:100:3:events:more": process.Leased,
+		"done:100:4:events":      process.Leased,
+		"done:x:3:events":        process.Leased,
+		"done:100:x:events":      process.Leased,
+		"done:100":               process.Leased,
+		"done:":                  process.Leased,
+		"done:-5:3:events":       process.Done,
+		"donex":                  process.Leased,
+		"lease:w-2":              process.Leased,
+		"":                       process.Leased,
+	} {
+		k := event.Key{Topic: "t", EventID: value}
+		if err := client.Set(t.Context(), prefix+k.String(), value, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Claim(t.Context(), []event.Key{k}, at)
+		if err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("a key holding %q: Claim = %v, %v; want %s", value, got, err, name(want))
+		}
+	}
 }
 
 func checkRaw(t *testing.T, client *goredis.Client, key, want string, ttl time.Duration) {
@@ -82,7 +125,7 @@ func TestFlushAll(t *testing.T) {
 	claimOne(t, a, k, process.Owned)
 	flush(t, client)
 	claimOne(t, b, k, process.Owned) // a's lease is gone: both go to the store
-	if err := a.MarkDone(t.Context(), []event.Key{k}); err != nil {
+	if err := a.MarkDone(t.Context(), []event.Key{k}, nil); err != nil {
 		t.Fatal(err)
 	}
 	claimOne(t, b, k, process.Done)
@@ -147,13 +190,13 @@ func TestOutage(t *testing.T) {
 	// A caller giving up is not an outage.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := c.Claim(ctx, k); err == nil {
+	if _, err := c.Claim(ctx, k, nil); err == nil {
 		t.Fatal("Claim with a canceled context succeeded")
 	}
 	checkChanges()
 
 	srv.stop()
-	_, err := c.Claim(t.Context(), k)
+	_, err := c.Claim(t.Context(), k, nil)
 	if err == nil || errors.Is(err, claimredis.ErrUnavailable) {
 		t.Fatalf("first Claim with Redis stopped: %v; want the connection error", err)
 	}
@@ -164,10 +207,10 @@ func TestOutage(t *testing.T) {
 	// Until the next probe is due, calls fail without asking Redis.
 	for range 10 {
 		if reaches(func() {
-			if _, err := c.Claim(t.Context(), k); !errors.Is(err, claimredis.ErrUnavailable) {
+			if _, err := c.Claim(t.Context(), k, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 				t.Fatalf("Claim while degraded: %v; want ErrUnavailable", err)
 			}
-			if err := c.MarkDone(t.Context(), k); !errors.Is(err, claimredis.ErrUnavailable) {
+			if err := c.MarkDone(t.Context(), k, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 				t.Fatalf("MarkDone while degraded: %v; want ErrUnavailable", err)
 			}
 		}) {
@@ -183,19 +226,19 @@ func TestOutage(t *testing.T) {
 		t.Fatal("Ping did not ask Redis")
 	}
 	clk.advance(claimredis.ProbeInterval - time.Nanosecond)
-	if reaches(func() { _, _ = c.Claim(t.Context(), k) }) {
+	if reaches(func() { _, _ = c.Claim(t.Context(), k, nil) }) {
 		t.Fatal("a probe went through before the interval passed")
 	}
 	// Once the interval has passed, one call is the probe, and it fails.
 	clk.advance(time.Nanosecond)
 	if !reaches(func() {
-		if _, err := c.Claim(t.Context(), k); err == nil || errors.Is(err, claimredis.ErrUnavailable) {
+		if _, err := c.Claim(t.Context(), k, nil); err == nil || errors.Is(err, claimredis.ErrUnavailable) {
 			t.Fatalf("probe with Redis stopped: %v; want the connection error", err)
 		}
 	}) {
 		t.Fatal("no probe once the interval passed")
 	}
-	if reaches(func() { _, _ = c.Claim(t.Context(), k) }) {
+	if reaches(func() { _, _ = c.Claim(t.Context(), k, nil) }) {
 		t.Fatal("a second probe in the same interval")
 	}
 	checkChanges(true)
@@ -233,7 +276,7 @@ func TestHungServerFailsFast(t *testing.T) {
 		}
 	}
 	defer resume()
-	_, err := c.Claim(t.Context(), []event.Key{k})
+	_, err := c.Claim(t.Context(), []event.Key{k}, nil)
 	if netErr := net.Error(nil); !errors.As(err, &netErr) || !netErr.Timeout() {
 		t.Fatalf("Claim against a hung server: %v; want the client's timeout", err)
 	}
@@ -241,7 +284,7 @@ func TestHungServerFailsFast(t *testing.T) {
 		t.Fatal("not Degraded")
 	}
 	before := calls.Load()
-	if _, err := c.Claim(t.Context(), []event.Key{k}); !errors.Is(err, claimredis.ErrUnavailable) {
+	if _, err := c.Claim(t.Context(), []event.Key{k}, nil); !errors.Is(err, claimredis.ErrUnavailable) {
 		t.Fatalf("Claim after a timeout: %v; want ErrUnavailable", err)
 	}
 	if calls.Load() != before {
@@ -262,7 +305,7 @@ func TestHungServerFailsFast(t *testing.T) {
 func TestUnreachableFailsFast(t *testing.T) {
 	client := newClient(t, "redis://127.0.0.1:"+fmt.Sprint(freePort(t))+"/0")
 	c := claimredis.New(client, "a", time.Minute, time.Hour)
-	if _, err := c.Claim(t.Context(), []event.Key{{Topic: "t", EventID: "e"}}); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := c.Claim(t.Context(), []event.Key{{Topic: "t", EventID: "e"}}, nil); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Claim against a closed port: %v; want connection refused", err)
 	}
 	if !c.Degraded() {
@@ -355,7 +398,7 @@ func TestNewClient(t *testing.T) {
 
 func claimOne(t *testing.T, c *claimredis.Claimer, k event.Key, want process.Claim) {
 	t.Helper()
-	got, err := c.Claim(t.Context(), []event.Key{k})
+	got, err := c.Claim(t.Context(), []event.Key{k}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package postgres is the Store and Reader of the distributed mode, on pgx.
 // One Persist is one transaction of two round trips: (begin, offset fence,
-// batch insert) pipelined, then (counters, commit) pipelined.
+// batch insert) pipelined, then (counters, commit record, commit) pipelined.
 package postgres
 
 import (
@@ -9,7 +9,6 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"math"
 	"slices"
 	"time"
 
@@ -121,10 +120,24 @@ ON CONFLICT (topic, partition) DO UPDATE SET
 	duplicate_dropped = c.duplicate_dropped + excluded.duplicate_dropped`
 
 // The first batch of a partition inserts its offset; later ones move it only
-// from where this consumer started. The row lock it takes first makes a
-// zombie and the new owner of a partition wait for each other.
-const fenceOffset = `INSERT INTO offsets AS o (topic, partition, next) VALUES ($1, $2, $3)
+// from where this consumer started, and only if it is there. The row lock it
+// takes first makes a zombie and the new owner of a partition wait for each
+// other.
+const (
+	fenceFirstOffset = `INSERT INTO offsets AS o (topic, partition, next) VALUES ($1, $2, $3)
 ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE o.next = $4`
+	fenceOffset = `UPDATE offsets SET next = $3 WHERE topic = $1 AND partition = $2 AND next = $4`
+)
+
+// A batch that stored rows numbers its commit last, under a lock held until
+// it has committed (and so is visible): commits get increasing pos in the
+// order they become visible, and GET /events pages by (pos, seq). The lock
+// is taken after every row lock of the transaction, so it cannot be part of
+// a deadlock. The key is this table's own; advisory locks are per database.
+const (
+	lockCommitOrder = `SELECT pg_advisory_xact_lock(7305508455932928001)`
+	recordCommit    = `INSERT INTO event_commits (pos, txid) VALUES (nextval('event_commit_pos'), pg_current_xact_id())`
+)
 
 // Persist writes the batch's new rows, its counters and its offset in one
 // transaction. The unique key on (topic, event_id) decides what is new.
@@ -161,7 +174,11 @@ func insert(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, isNew []b
 	q := &pgx.Batch{}
 	q.Queue("BEGIN")
 	if o := b.Offset; o != nil {
-		q.Queue(fenceOffset, o.Topic, o.Partition, o.Next, o.From)
+		fence := fenceOffset
+		if o.First {
+			fence = fenceFirstOffset
+		}
+		q.Queue(fence, o.Topic, o.Partition, o.Next, o.From)
 	}
 	var first map[event.Key]int
 	if len(b.Events) > 0 {
@@ -256,9 +273,14 @@ func countAndCommit(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, i
 		received[i], unique[i], dups[i] = t.received, t.unique, t.received-t.unique
 	}
 
+	stored := slices.Contains(isNew, true)
 	q := &pgx.Batch{}
 	if len(topics) > 0 {
 		q.Queue(upsertCounters, topics, b.Shard, received, unique, dups)
+	}
+	if stored {
+		q.Queue(lockCommitOrder)
+		q.Queue(recordCommit)
 	}
 	q.Queue("COMMIT")
 	br := conn.SendBatch(ctx, q)
@@ -266,6 +288,14 @@ func countAndCommit(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, i
 	if len(topics) > 0 {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("update counters: %w", err)
+		}
+	}
+	if stored {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("lock commit order: %w", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("record commit: %w", err)
 		}
 	}
 	tag, err := br.Exec()
@@ -350,21 +380,21 @@ func (s *Store) Offsets(ctx context.Context, topic string) (map[int]int64, error
 	return out, nil
 }
 
-// Events returns up to limit events after the position after, in
-// processing order, optionally of one topic. It serves only transactions
-// older than every one still running (txid below the snapshot's xmin): a
-// transaction that has not committed yet, or committed after a younger one,
-// is served a moment later, after the positions already returned.
+// Events returns up to limit events after the position after, in commit
+// order, optionally of one topic. A position is (commit pos, seq): commits
+// become visible in pos order (see lockCommitOrder), so no row can later
+// appear before a position already returned, and a stored row is served as
+// soon as it is committed, whatever else runs in the cluster.
 func (s *Store) Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error) {
-	const q = `SELECT txid, seq, topic, event_id, ts, source, payload, processed_at FROM events
-WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < pg_snapshot_xmin(pg_current_snapshot())`
-	tx := uint64(max(after.Tx, 0)) // xid8; positions this store returns are never negative
+	const q = `SELECT c.pos, e.seq, e.topic, e.event_id, e.ts, e.source, e.payload, e.processed_at
+FROM event_commits c JOIN events e ON e.txid = c.txid
+WHERE c.pos >= $1 AND (c.pos > $1 OR e.seq > $2)`
 	var rows pgx.Rows
 	var err error
 	if topic == "" {
-		rows, err = s.pool.Query(ctx, q+` ORDER BY txid, seq LIMIT $3`, tx, after.Seq, limit)
+		rows, err = s.pool.Query(ctx, q+` ORDER BY c.pos, e.seq LIMIT $3`, after.Tx, after.Seq, limit)
 	} else {
-		rows, err = s.pool.Query(ctx, q+` AND topic = $4 ORDER BY txid, seq LIMIT $3`, tx, after.Seq, limit, topic)
+		rows, err = s.pool.Query(ctx, q+` AND e.topic = $4 ORDER BY c.pos, e.seq LIMIT $3`, after.Tx, after.Seq, limit, topic)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
@@ -373,16 +403,10 @@ WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < pg_snapshot_xmin(pg_curren
 	var out []event.Stored
 	for rows.Next() {
 		var e event.Stored
-		var txid uint64
 		var payload []byte
-		if err := rows.Scan(&txid, &e.Pos.Seq, &e.Topic, &e.EventID, &e.Timestamp, &e.Source, &payload, &e.ProcessedAt); err != nil {
+		if err := rows.Scan(&e.Pos.Tx, &e.Pos.Seq, &e.Topic, &e.EventID, &e.Timestamp, &e.Source, &payload, &e.ProcessedAt); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
-		// An xid8 is epoch<<32 | xid: past int64 only after 2^31 epochs.
-		if txid > math.MaxInt64 {
-			return nil, fmt.Errorf("read events: txid %d out of range", txid)
-		}
-		e.Pos.Tx = int64(txid)
 		// pgx gives timestamptz in the local zone; the API speaks UTC.
 		e.Timestamp = e.Timestamp.UTC()
 		e.ProcessedAt = e.ProcessedAt.UTC()

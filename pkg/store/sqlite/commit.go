@@ -202,12 +202,18 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// recordOffset moves the partition's stored offset from o.From to o.Next;
-// fenced reports that another consumer already moved it.
+// recordOffset moves the partition's stored offset from o.From to o.Next
+// (inserts it, for the first batch of a partition); fenced reports that
+// another consumer already moved it, or that the store has none to move.
 func recordOffset(ctx context.Context, tx execer, o *process.Offset) (fenced bool, err error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO offsets (topic, partition, next) VALUES (?, ?, ?)
-		ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE offsets.next = ?`,
-		o.Topic, o.Partition, o.Next, o.From)
+	q := `UPDATE offsets SET next = ? WHERE topic = ? AND partition = ? AND next = ?`
+	args := []any{o.Next, o.Topic, o.Partition, o.From}
+	if o.First {
+		q = `INSERT INTO offsets (topic, partition, next) VALUES (?, ?, ?)
+		ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE offsets.next = ?`
+		args = []any{o.Topic, o.Partition, o.Next, o.From}
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		return false, fmt.Errorf("record offset: %w", err)
 	}

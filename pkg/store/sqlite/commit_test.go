@@ -108,7 +108,7 @@ func TestGroupCommit(t *testing.T) {
 // savepoint; the others commit.
 func TestFencedBatchFailsAlone(t *testing.T) {
 	s := openTest(t)
-	if _, err := s.Persist(t.Context(), batchOf("seed", 1, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 5})); err != nil {
+	if _, err := s.Persist(t.Context(), batchOf("seed", 1, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 5, First: true})); err != nil {
 		t.Fatal(err)
 	}
 	entered, release := gate(s)

@@ -72,7 +72,7 @@ func BenchPersist(b *testing.B, s process.Store, writers int) {
 				}
 				batch := &process.Batch{
 					Events: batches[k], Shard: w,
-					Offset: &process.Offset{Topic: "events", Partition: w, From: offset, Next: offset + BenchBatchSize},
+					Offset: &process.Offset{Topic: "events", Partition: w, From: offset, Next: offset + BenchBatchSize, First: offset == 0},
 				}
 				p, err := s.Persist(ctx, batch)
 				if err != nil {

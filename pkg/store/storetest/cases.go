@@ -457,24 +457,44 @@ func offset(topic string, partition int, from, next int64) *process.Offset {
 	return &process.Offset{Topic: topic, Partition: partition, From: from, Next: next}
 }
 
+// first is the range of the first batch of a partition the store has no
+// offset for.
+func first(topic string, partition int, from, next int64) *process.Offset {
+	o := offset(topic, partition, from, next)
+	o.First = true
+	return o
+}
+
 // testOffsets: the first batch of a partition records its offset, the next
 // one must start where the last ended, and a zombie (stale From) fails with
-// ErrFenced and changes nothing at all.
+// ErrFenced and changes nothing at all. So does a batch that is not a
+// partition's first when the store has no offset for it (a store reset under
+// a running consumer).
 func testOffsets(t *testing.T, s Subject) {
 	const topic = "events"
 	wantOffsets(t, s.Store, topic, map[int]int64{})
-	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "1"), ev("t", "2")}, Shard: 3, Offset: offset(topic, 3, 0, 100)})
+	for _, from := range []int64{0, 100} {
+		_, err := s.Store.Persist(context.Background(), &process.Batch{Events: []event.Event{ev("t", "reset")},
+			Shard: 3, Offset: offset(topic, 3, from, from+10)})
+		if !errors.Is(err, process.ErrFenced) {
+			t.Fatalf("a batch from %d that is not the first, on a store with no offset: err %v, want ErrFenced", from, err)
+		}
+	}
+	wantRows(t, s.Store, 0)
+	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "1"), ev("t", "2")}, Shard: 3, Offset: first(topic, 3, 0, 100)})
 	wantOffsets(t, s.Store, topic, map[int]int64{3: 100})
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "3")}, Shard: 3, Offset: offset(topic, 3, 100, 250)})
 	wantOffsets(t, s.Store, topic, map[int]int64{3: 250})
 
 	before := snapshot(t, s.Store, topic)
-	for _, from := range []int64{100, 0, 300} { // behind, far behind, ahead
+	for _, o := range []*process.Offset{offset(topic, 3, 100, 180), offset(topic, 3, 0, 80), offset(topic, 3, 300, 380),
+		first(topic, 3, 0, 80)} { // behind, far behind, ahead, a late first batch
+		from := o.From
 		_, err := s.Store.Persist(context.Background(), &process.Batch{
 			Events:  []event.Event{ev("t", "zombie"), ev("t", "1"), ev("z", "zombie")},
 			Dropped: map[string]int{"t": 2, "y": 1},
 			Shard:   3,
-			Offset:  offset(topic, 3, from, from+80),
+			Offset:  o,
 		})
 		if !errors.Is(err, process.ErrFenced) {
 			t.Fatalf("batch from %d with the partition at 250: err %v, want ErrFenced", from, err)
@@ -487,8 +507,8 @@ func testOffsets(t *testing.T, s Subject) {
 	// The owner goes on; other partitions and topics are independent, and a
 	// partition's first batch may start anywhere (Kafka's committed offset).
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "4")}, Shard: 3, Offset: offset(topic, 3, 250, 300)})
-	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "5")}, Shard: 4, Offset: offset(topic, 4, 0, 10)})
-	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "6")}, Shard: 3, Offset: offset("events.other", 3, 500, 510)})
+	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "5")}, Shard: 4, Offset: first(topic, 4, 0, 10)})
+	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "6")}, Shard: 3, Offset: first("events.other", 3, 500, 510)})
 	wantOffsets(t, s.Store, topic, map[int]int64{3: 300, 4: 10})
 	wantOffsets(t, s.Store, "events.other", map[int]int64{3: 510})
 	wantCounts(t, s.Store, map[string][3]int64{"t": {6, 6, 0}})
@@ -507,7 +527,9 @@ func testOffsetRace(t *testing.T, s Subject) {
 		var wg sync.WaitGroup
 		for r := range racers {
 			wg.Go(func() {
-				b := &process.Batch{Shard: r, Dropped: map[string]int{"t": 1}, Offset: offset("events", 0, from, from+10)}
+				o := offset("events", 0, from, from+10)
+				o.First = round == 0
+				b := &process.Batch{Shard: r, Dropped: map[string]int{"t": 1}, Offset: o}
 				for i := range 3 {
 					b.Events = append(b.Events, ev("t", fmt.Sprintf("r%d-%d-%d", round, r, i)))
 				}
@@ -536,7 +558,7 @@ func testOffsetRace(t *testing.T, s Subject) {
 // testEmptyBatches: a batch with no events still counts its drops and moves
 // its offset (a poll of only known duplicates), and is fenced like any other.
 func testEmptyBatches(t *testing.T, s Subject) {
-	p := persist(t, s.Store, &process.Batch{Dropped: map[string]int{"t": 5}, Shard: 2, Offset: offset("events", 2, 0, 5)})
+	p := persist(t, s.Store, &process.Batch{Dropped: map[string]int{"t": 5}, Shard: 2, Offset: first("events", 2, 0, 5)})
 	wantNew(t, p)
 	wantCounts(t, s.Store, map[string][3]int64{"t": {5, 0, 5}})
 	wantOffsets(t, s.Store, "events", map[int]int64{2: 5})
@@ -560,7 +582,7 @@ func testCancelledBefore(t *testing.T, s Subject) {
 	_, err := s.Store.Persist(ctx, &process.Batch{
 		Events:  []event.Event{ev("t", "1"), ev("t", "2")},
 		Dropped: map[string]int{"t": 1},
-		Offset:  offset("events", 0, 0, 3),
+		Offset:  first("events", 0, 0, 3),
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Persist with a cancelled context: err %v, want context.Canceled", err)
@@ -577,7 +599,7 @@ func testCancelledDuring(t *testing.T, s Subject) {
 	var committed int
 	for i := range 25 {
 		topic := fmt.Sprintf("t%02d", i)
-		b := &process.Batch{Shard: i, Dropped: map[string]int{topic: 1}, Offset: offset("events", i, 0, size+1)}
+		b := &process.Batch{Shard: i, Dropped: map[string]int{topic: 1}, Offset: first("events", i, 0, size+1)}
 		for j := range size {
 			b.Events = append(b.Events, ev(topic, fmt.Sprint(j)))
 		}

@@ -181,7 +181,8 @@ func persist(ctx context.Context, u string, events []event.Event, o options) (fl
 	defer s.Close()
 	next := make([]int64, o.conns)
 	return timed(events, o, func(worker int, batch []event.Event) error {
-		off := &process.Offset{Topic: "events", Partition: worker, From: next[worker], Next: next[worker] + int64(len(batch))}
+		off := &process.Offset{Topic: "events", Partition: worker, From: next[worker], Next: next[worker] + int64(len(batch)),
+			First: next[worker] == 0}
 		_, err := s.Persist(ctx, &process.Batch{Events: batch, Dropped: map[string]int{}, Shard: worker, Offset: off})
 		next[worker] = off.Next
 		return err
