@@ -14,19 +14,21 @@ const (
 // Aggregator is the all-in-one binary: ingest, processing and query in one
 // process over SQLite.
 type Aggregator struct {
-	HTTP    `embed:""`
-	Limits  `embed:""`
-	Log     `embed:""`
-	DataDir string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
-	Sync    string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
+	HTTP     `embed:""`
+	Limits   `embed:""`
+	Log      `embed:""`
+	Shutdown `embed:""`
+	DataDir  string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
+	Sync     string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
 }
 
 // Ingest accepts events over HTTP and produces them to Kafka.
 type Ingest struct {
-	HTTP   `embed:""`
-	Limits `embed:""`
-	Log    `embed:""`
-	Kafka  `embed:""`
+	HTTP     `embed:""`
+	Limits   `embed:""`
+	Log      `embed:""`
+	Kafka    `embed:""`
+	Shutdown `embed:""`
 }
 
 // Worker consumes events from Kafka, claims them in Redis and stores them in
@@ -38,6 +40,7 @@ type Worker struct {
 	Consumer `embed:""`
 	Postgres `embed:""`
 	Redis    `embed:""`
+	Shutdown `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -45,4 +48,5 @@ type Query struct {
 	HTTP     `embed:""`
 	Log      `embed:""`
 	Postgres `embed:""`
+	Shutdown `embed:""`
 }
