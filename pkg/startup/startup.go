@@ -252,3 +252,26 @@ func (d *Deps) Require(h http.Handler, names ...string) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// CheckThen is name's readiness check until it is up, then live: a
+// dependency reports why it is not up yet, then whether it still answers.
+func (d *Deps) CheckThen(name string, live func(context.Context) error) func(context.Context) error {
+	first := d.Check(name)
+	return func(ctx context.Context) error {
+		if err := first(ctx); err != nil {
+			return err
+		}
+		return live(ctx)
+	}
+}
+
+// Bounded gives each attempt of up at most timeout, for clients whose dial
+// to an address that drops packets would otherwise wait for the kernel's
+// TCP timeout.
+func Bounded(timeout time.Duration, up func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return up(ctx)
+	}
+}

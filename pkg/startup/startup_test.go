@@ -226,3 +226,40 @@ func TestDepsStopped(t *testing.T) {
 		t.Fatal("attempts went on after the context ended")
 	}
 }
+
+// TestCheckThenAndBounded: the combined check reports the start-up state,
+// then the live one; Bounded gives each attempt a deadline.
+func TestCheckThenAndBounded(t *testing.T) {
+	d := New(slog.New(slog.DiscardHandler), fast)
+	kafka := &flaky{}
+	d.Start(t.Context(), "kafka", kafka.up)
+	liveErr := errors.New("broker gone")
+	var live atomic.Pointer[error]
+	check := d.CheckThen("kafka", func(context.Context) error {
+		if p := live.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
+	waitUntil(t, "kafka failed", func() bool { return kafka.attempts.Load() >= 1 })
+	live.Store(&liveErr)
+	if err := check(t.Context()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("before kafka is up: %v, want the start-up error", err)
+	}
+	kafka.ok.Store(true)
+	if err := d.Wait(t.Context(), "kafka"); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(t.Context()); !errors.Is(err, liveErr) {
+		t.Fatalf("once up: %v, want the live check's error", err)
+	}
+	live.Store(nil)
+	if err := check(t.Context()); err != nil {
+		t.Fatalf("once up and live: %v", err)
+	}
+
+	err := Bounded(time.Millisecond, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })(t.Context())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Bounded: %v, want a deadline", err)
+	}
+}
