@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,8 +43,18 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, o
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           h,
+		// While draining, each connection closes after its next response,
+		// so the client reconnects through a load balancer that no longer
+		// routes here. (Server.SetKeepAlivesEnabled would close the idle
+		// ones at once instead, racing with requests just sent on them.)
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -65,9 +76,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, o
 	if opts.Draining != nil {
 		opts.Draining()
 	}
-	// Clients reconnect for their next request, through the load balancer
-	// that no longer routes here.
-	srv.SetKeepAlivesEnabled(false)
+	draining.Store(true)
 	if opts.Delay > 0 {
 		log.Info("draining: not ready, still serving", "delay", opts.Delay.String())
 		after := opts.after

@@ -15,9 +15,9 @@ import (
 // TestSIGTERMUnderLoad: publishers keep sending while the process gets
 // SIGTERM. Readiness turns false at once, publishes are still accepted
 // during the drain delay, then the server stops accepting and exits 0.
-// Every answer is 202, 503 or a connection refused before acceptance, and
-// after a restart every acknowledged event is stored and nothing else
-// (apart from what a 503 may have left for the client to retry).
+// Every answer is 202 or 503, or there is none (a connection refused), and
+// after a restart every acknowledged event is stored, and nothing the
+// client was not told about or left to retry.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	bin := buildBinary(t)
 	dir, addr := t.TempDir(), freeAddr(t)
@@ -40,6 +40,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		afterNotReady atomic.Int64 // 202s to requests sent once /readyz said 503
 		refused       atomic.Int64 // connections refused or reset before a handler saw them
 		maybe         atomic.Int64 // events of 503 answers: the client retries them
+		unanswered    atomic.Int64 // events of requests without an answer, retried too
 		gone          atomic.Bool  // the process has exited
 		wg            sync.WaitGroup
 	)
@@ -54,9 +55,11 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 				code, body, err := c.publish(batch)
 				switch {
 				case err != nil:
-					// Not acknowledged. The exact count below proves that
-					// no request was processed and then cut.
+					// Not acknowledged: refused, or (rarely) cut by Go's
+					// closing of a connection it saw idle just as a request
+					// arrived on it. The client retries; dedup absorbs it.
 					refused.Add(1)
+					unanswered.Add(int64(len(batch)))
 				case code == http.StatusServiceUnavailable:
 					maybe.Add(int64(len(batch)))
 				case code == http.StatusAccepted:
@@ -112,14 +115,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			t.Fatalf("acknowledged event %s/%s lost in the shutdown", e.Topic, e.EventID)
 		}
 	}
-	// Nothing beyond what was acknowledged (or answered 503, which a
-	// client retries): no request was processed and then cut.
-	if int64(len(stored)) != s.Unique || s.Unique < int64(len(acked)) || s.Unique > int64(len(acked))+maybe.Load() {
-		t.Fatalf("unique_processed %d, stored rows %d, acknowledged %d, in 503 answers %d",
-			s.Unique, len(stored), len(acked), maybe.Load())
+	// Nothing beyond what was acknowledged, answered 503 or left without
+	// an answer (the client retries those two).
+	if int64(len(stored)) != s.Unique || s.Unique > int64(len(acked))+maybe.Load()+unanswered.Load() {
+		t.Fatalf("unique_processed %d, stored rows %d, acknowledged %d, in 503 answers %d, unanswered %d",
+			s.Unique, len(stored), len(acked), maybe.Load(), unanswered.Load())
 	}
-	t.Logf("%d events acknowledged (%d requests after readiness turned false), %d requests refused, %d events answered 503",
-		len(acked), afterNotReady.Load(), refused.Load(), maybe.Load())
+	t.Logf("%d events acknowledged (%d requests after readiness turned false), %d stored, %d requests without an answer, %d events answered 503",
+		len(acked), afterNotReady.Load(), len(stored), refused.Load(), maybe.Load())
 }
 
 func get(addr, path string) (int, string) {

@@ -256,8 +256,8 @@ func TestListenFirst(t *testing.T) {
 // TestIngestSIGTERMUnderLoad: publishers keep posting while ingest gets
 // SIGTERM. Readiness turns false at once, publishes are accepted through
 // the drain delay, then ingest stops accepting and exits 0. Every answer
-// is 202, 503 or a connection refused before acceptance; once the workers
-// have drained the topic, every acknowledged event is in the store.
+// is 202, 503 or no answer (a connection refused); once the workers have
+// drained the topic, every acknowledged event is in the store.
 func TestIngestSIGTERMUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
 	defer cancel()
@@ -277,7 +277,8 @@ func TestIngestSIGTERMUnderLoad(t *testing.T) {
 		notReady      atomic.Bool
 		afterNotReady atomic.Int64
 		refused       atomic.Int64
-		maybe         atomic.Int64
+		maybe         atomic.Int64 // events of 503 answers
+		unanswered    atomic.Int64 // events of requests without an answer
 		gone          atomic.Bool
 		wg            sync.WaitGroup
 	)
@@ -299,7 +300,11 @@ func TestIngestSIGTERMUnderLoad(t *testing.T) {
 				sentNotReady := notReady.Load()
 				resp, err := client.Post("http://"+addr+"/publish", "application/json", &body)
 				if err != nil {
-					refused.Add(1) // not acknowledged; the store check below proves nothing was cut
+					// Not acknowledged: refused, or (rarely) cut by Go's
+					// closing of a connection it saw idle just as a request
+					// arrived on it. The client retries; dedup absorbs it.
+					refused.Add(1)
+					unanswered.Add(int64(len(ids)))
 					continue
 				}
 				msg, _ := io.ReadAll(resp.Body)
@@ -373,11 +378,14 @@ func TestIngestSIGTERMUnderLoad(t *testing.T) {
 			t.Fatalf("acknowledged event %s lost in the shutdown", id)
 		}
 	}
-	if n := int64(len(stored)); n < int64(len(acked)) || n > int64(len(acked))+maybe.Load() {
-		t.Fatalf("%d stored, %d acknowledged, %d in 503 answers", n, len(acked), maybe.Load())
+	// Nothing stored that the client was not told about or left without
+	// an answer (which it retries).
+	if n := int64(len(stored)); n > int64(len(acked))+maybe.Load()+unanswered.Load() {
+		t.Fatalf("%d stored, %d acknowledged, %d in 503 answers, %d in unanswered requests",
+			n, len(acked), maybe.Load(), unanswered.Load())
 	}
-	t.Logf("%d events acknowledged (%d requests after readiness turned false), %d requests refused, %d events answered 503",
-		len(acked), afterNotReady.Load(), refused.Load(), maybe.Load())
+	t.Logf("%d events acknowledged (%d requests after readiness turned false), %d stored, %d requests without an answer, %d events answered 503",
+		len(acked), afterNotReady.Load(), len(stored), refused.Load(), maybe.Load())
 }
 
 // sessionTimeout is the consumer group's session timeout (the consumer's
@@ -424,5 +432,87 @@ func (p *process) waitExit(t *testing.T, timeout time.Duration) {
 	case <-exited:
 	case <-time.After(timeout):
 		t.Fatalf("%s did not exit within %v; log:\n%s", p.name, timeout, tail(p.log, 30))
+	}
+}
+
+// TestWorkerAbandonsStuckBatch: a worker whose batch cannot commit (the
+// counters table is locked) gets SIGTERM; after AGGREGATOR_SHUTDOWN_TIMEOUT
+// it abandons the batch and exits non-zero instead of hanging. Its
+// transaction rolls back, and once the lock is gone the other worker stores
+// every event exactly once.
+func TestWorkerAbandonsStuckBatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
+	defer cancel()
+	s := newStack(t, stackOptions{workers: 1})
+	addr := freeAddr(t)
+	stuck := newProcess(t, s.logDir, "worker-stuck", bin.worker,
+		append(s.workerEnv(addr), "AGGREGATOR_SHUTDOWN_TIMEOUT=2s"), addr)
+	s.workers = append(s.workers, stuck)
+	stuck.start(t)
+	stuck.waitReady(t, time.Minute)
+	s.waitMembers(t, ctx, 2)
+
+	lock, err := s.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.Background())
+	if _, err := lock.Exec(ctx, "LOCK TABLE counters IN EXCLUSIVE MODE"); err != nil {
+		t.Fatalf("lock the counters: %v", err)
+	}
+
+	const events = 300
+	var body bytes.Buffer
+	body.WriteByte('[')
+	for i := range events {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"topic":"stuck","event_id":"e-%d","timestamp":"2026-11-25T10:00:00Z","source":"e2e"}`, i)
+	}
+	body.WriteByte(']')
+	resp, err := s.http.Post(s.ingestURL()+"/publish", "application/json", &body)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	// Both workers have a batch waiting on the lock.
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	var waiting int
+	if !waitFor(wctx, 20*time.Millisecond, func() bool {
+		err := s.db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting >= 2
+	}) {
+		t.Fatalf("%d batches waiting on the counters lock, want one per worker", waiting)
+	}
+	wcancel()
+
+	stuck.signal(t, syscall.SIGTERM)
+	stuck.waitExit(t, time.Minute)
+	if !strings.Contains(tail(stuck.log, 3), "exited: exit status 1") {
+		t.Fatalf("the stuck worker did not exit 1 after abandoning:\n%s", tail(stuck.log, 10))
+	}
+	if countInLog(stuck.log, "abandoning the batches in flight") != 1 {
+		t.Fatalf("the stuck worker did not log its abandonment:\n%s", tail(stuck.log, 10))
+	}
+
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatalf("release the counters: %v", err)
+	}
+	s.waitDrained(t, ctx, 2*time.Minute)
+	st, err := s.stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM events WHERE topic = 'stuck'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if st.Received != events || st.Unique != events || st.Duplicates != 0 || rows != events {
+		t.Fatalf("after the abandoned batch: %+v, %d rows; want %d received, unique and stored once", st, rows, events)
 	}
 }
