@@ -253,6 +253,17 @@ func (d *Deps) Require(h http.Handler, names ...string) http.Handler {
 	})
 }
 
+// Note sets what name is doing while an attempt runs, for /readyz: a long
+// wait that is not a failure, such as another process's migration lock.
+// The next failed attempt replaces it with its error.
+func (d *Deps) Note(name, state string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.deps[name]; ok && p.state != "" {
+		p.state = state
+	}
+}
+
 // CheckThen is name's readiness check until it is up, then live: a
 // dependency reports why it is not up yet, then whether it still answers.
 func (d *Deps) CheckThen(name string, live func(context.Context) error) func(context.Context) error {

@@ -170,6 +170,10 @@ func TestDepsReadiness(t *testing.T) {
 		t.Fatalf("request while not ready: %d %v %s", rec.Code, rec.Header(), rec.Body)
 	}
 
+	d.Note("postgres", "dialling")
+	if err := checks["postgres"](t.Context()); err == nil || (err.Error() != "dialling" && !strings.Contains(err.Error(), "connection refused")) {
+		t.Fatalf("postgres check after a note: %v", err)
+	}
 	pg.ok.Store(true)
 	if err := d.Wait(t.Context()); err != nil {
 		t.Fatalf("Wait: %v", err)
@@ -181,6 +185,10 @@ func TestDepsReadiness(t *testing.T) {
 	}
 	if p := d.Pending(); len(p) != 0 {
 		t.Fatalf("pending %v once up", p)
+	}
+	d.Note("postgres", "a note once up")
+	if err := d.Check("postgres")(t.Context()); err != nil {
+		t.Fatalf("a note turned an up dependency down: %v", err)
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/publish", nil))

@@ -85,8 +85,10 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	deps.Start(ctx, "postgres", startup.Bounded(attemptTimeout, store.Ping))
 	checks := map[string]health.Check{"postgres": deps.CheckThen("postgres", store.Ping)}
 	if cfg.MigrateOnStart {
-		// Waits for the migration lock while another process migrates.
-		deps.Start(ctx, "migrations", store.Migrate, "postgres")
+		deps.Start(ctx, "migrations", func(ctx context.Context) error {
+			deps.Note("migrations", "migrating (waits while another process holds the migration lock)")
+			return store.Migrate(ctx)
+		}, "postgres")
 		checks["migrations"] = deps.Check("migrations")
 	}
 	var drain health.Drain

@@ -119,6 +119,7 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	// appears once it has run); waits for the lock while another migrates.
 	deps.Start(ctx, "schema", func(ctx context.Context) error {
 		if cfg.MigrateOnStart {
+			deps.Note("schema", "migrating (waits while another process holds the migration lock)")
 			if err := store.Migrate(ctx); err != nil {
 				return err
 			}

@@ -218,6 +218,17 @@ func TestListenFirst(t *testing.T) {
 	worker.waitLog(t, ctx, "postgres ready")
 	s.query.waitNotReady(t, ctx, "migrations")
 	worker.waitNotReady(t, ctx, "schema", "kafka", "redis")
+	for _, p := range []*process{s.query, worker} {
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		var body string
+		if !waitFor(wctx, 20*time.Millisecond, func() bool {
+			_, body = p.notReady(t)
+			return strings.Contains(body, "migration lock")
+		}) {
+			t.Fatalf("%s /readyz does not say it waits for the migration lock: %s", p.name, body)
+		}
+		wcancel()
+	}
 
 	if _, err := lockConn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(migrationLockID)); err != nil {
 		t.Fatalf("release the migration lock: %v", err)
