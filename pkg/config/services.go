@@ -14,12 +14,13 @@ const (
 // Aggregator is the all-in-one binary: ingest, processing and query in one
 // process over SQLite.
 type Aggregator struct {
-	HTTP    `embed:""`
-	Limits  `embed:""`
-	Log     `embed:""`
-	Memory  `embed:""`
-	DataDir string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
-	Sync    string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
+	HTTP     `embed:""`
+	Limits   `embed:""`
+	Log      `embed:""`
+	Memory   `embed:""`
+	Shutdown `embed:""`
+	DataDir  string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the SQLite database."`
+	Sync     string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
 
 	KeysFile  `embed:""`
 	RateLimit `embed:""`
@@ -27,10 +28,11 @@ type Aggregator struct {
 
 // Ingest accepts events over HTTP and produces them to Kafka.
 type Ingest struct {
-	HTTP   `embed:""`
-	Limits `embed:""`
-	Log    `embed:""`
-	Kafka  `embed:""`
+	HTTP     `embed:""`
+	Limits   `embed:""`
+	Log      `embed:""`
+	Kafka    `embed:""`
+	Shutdown `embed:""`
 
 	KeysFile  `embed:""`
 	RateLimit `embed:""`
@@ -45,6 +47,7 @@ type Worker struct {
 	Consumer `embed:""`
 	Postgres `embed:""`
 	Redis    `embed:""`
+	Shutdown `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -52,6 +55,7 @@ type Query struct {
 	HTTP     `embed:""`
 	Log      `embed:""`
 	Postgres `embed:""`
+	Shutdown `embed:""`
 
 	KeysFile `embed:""`
 }

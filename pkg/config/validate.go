@@ -13,7 +13,7 @@ const kafkaMaxRecord = 960 << 10
 
 // Validate checks the all-in-one settings; kong calls it after parsing.
 func (c *Aggregator) Validate() error {
-	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Memory.validate(), c.RateLimit.validate()}
+	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Memory.validate(), c.RateLimit.validate(), c.Shutdown.validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
@@ -22,7 +22,7 @@ func (c *Aggregator) Validate() error {
 
 // Validate checks the ingest settings.
 func (c *Ingest) Validate() error {
-	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Kafka.validate(), c.RateLimit.validate()}
+	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Kafka.validate(), c.RateLimit.validate(), c.Shutdown.validate()}
 	if c.MaxPayloadBytes > kafkaMaxRecord {
 		errs = append(errs, fmt.Errorf("--max-payload-bytes %d: a Kafka record holds at most %d", c.MaxPayloadBytes, kafkaMaxRecord))
 	}
@@ -32,12 +32,12 @@ func (c *Ingest) Validate() error {
 // Validate checks the worker settings.
 func (c *Worker) Validate() error {
 	return errors.Join(c.HTTP.validate(), c.Kafka.validate(), c.Consumer.validate(),
-		c.Postgres.validate(), c.Redis.validate())
+		c.Postgres.validate(), c.Redis.validate(), c.Shutdown.validate())
 }
 
 // Validate checks the query settings.
 func (c *Query) Validate() error {
-	return errors.Join(c.HTTP.validate(), c.Postgres.validate())
+	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate())
 }
 
 func (c *HTTP) validate() error {

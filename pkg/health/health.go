@@ -4,7 +4,9 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,4 +42,20 @@ func Ready(timeout time.Duration, checks map[string]Check) http.Handler {
 		}
 		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
 	})
+}
+
+// Drain is the readiness of a stopping process: once Begin is called its
+// Check fails, so load balancers stop routing new requests while the
+// process still serves those that arrive meanwhile.
+type Drain struct{ on atomic.Bool }
+
+// Begin turns readiness false for good.
+func (d *Drain) Begin() { d.on.Store(true) }
+
+// Check fails once Begin was called.
+func (d *Drain) Check(context.Context) error {
+	if d.on.Load() {
+		return errors.New("shutting down")
+	}
+	return nil
 }

@@ -40,3 +40,28 @@ func TestLiveChecksNothing(t *testing.T) {
 		t.Fatalf("%d", rec.Code)
 	}
 }
+
+// TestDrain: readiness turns false once draining begins, with the reason in
+// the body, while liveness is untouched.
+func TestDrain(t *testing.T) {
+	var d Drain
+	ready := Ready(time.Second, map[string]Check{"shutdown": d.Check})
+	rec := httptest.NewRecorder()
+	ready.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("before draining: %d", rec.Code)
+	}
+	d.Begin()
+	rec = httptest.NewRecorder()
+	ready.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var body struct{ Failed map[string]string }
+	if rec.Code != http.StatusServiceUnavailable || json.Unmarshal(rec.Body.Bytes(), &body) != nil ||
+		body.Failed["shutdown"] != "shutting down" {
+		t.Fatalf("draining: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	Live().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("liveness while draining: %d", rec.Code)
+	}
+}

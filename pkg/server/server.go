@@ -9,22 +9,52 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
-// ShutdownTimeout bounds how long in-flight requests may take to finish.
-const ShutdownTimeout = 20 * time.Second
+// DefaultShutdownTimeout bounds in-flight requests when Options leave it
+// unset.
+const DefaultShutdownTimeout = 20 * time.Second
 
-// Serve listens on addr and serves h until ctx ends, then stops accepting
-// and waits for in-flight requests. ready, when not nil, receives the bound
-// address once the listener is open.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, ready func(net.Addr)) error {
+// Options shape how a server stops.
+type Options struct {
+	// Draining, when not nil, is called as soon as ctx ends: it turns the
+	// process's readiness false.
+	Draining func()
+	// Delay is how long the server keeps serving after that, for load
+	// balancers and Kubernetes endpoints to stop routing to it; requests
+	// arriving meanwhile are served, on connections closed after them.
+	Delay time.Duration
+	// Timeout bounds the in-flight requests once the server stops
+	// accepting (default 20 s); those still running then are cut.
+	Timeout time.Duration
+	// Ready, when not nil, receives the bound address once the listener
+	// is open (tests listen on port 0).
+	Ready func(net.Addr)
+
+	after func(time.Duration) <-chan time.Time // the delay's clock; tests replace it
+}
+
+// Serve listens on addr and serves h until ctx ends; then it drains as
+// Options say and returns once no request is in flight.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, opts Options) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           h,
+		// While draining, each connection closes after its next response,
+		// so the client reconnects through a load balancer that no longer
+		// routes here. (Server.SetKeepAlivesEnabled would close the idle
+		// ones at once instead, racing with requests just sent on them.)
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		WriteTimeout:      2 * time.Minute,
@@ -33,8 +63,8 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, r
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("listening", "addr", ln.Addr().String())
-	if ready != nil {
-		ready(ln.Addr())
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -43,11 +73,33 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger, r
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	if opts.Draining != nil {
+		opts.Draining()
+	}
+	draining.Store(true)
+	if opts.Delay > 0 {
+		log.Info("draining: not ready, still serving", "delay", opts.Delay.String())
+		after := opts.after
+		if after == nil {
+			after = time.After
+		}
+		select {
+		case <-after(opts.Delay):
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	log.Info("shutting down: no new connections, finishing in-flight requests", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// Cut what is left: the process must exit within its grace period.
+		_ = srv.Close()
+		return fmt.Errorf("shutdown: requests still in flight after %v: %w", timeout, err)
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

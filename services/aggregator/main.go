@@ -81,7 +81,12 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	defer store.Close()
+	// Commits what the group commit still queues, before the tracer closes.
+	defer func() {
+		if cerr := store.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+		}
+	}()
 
 	metrics := telemetry.NewMetrics()
 	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, cfg.ClaimCacheKeys)
@@ -99,16 +104,28 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	if err != nil {
 		return err
 	}
+	var drain health.Drain
 	h := api.Handler(api.Routes{
 		Publish: publish,
 		Query:   query.New(store, started, log),
-		Ready:   health.Ready(2*time.Second, map[string]health.Check{"sqlite": store.Ping}),
+		Ready: health.Ready(2*time.Second, map[string]health.Check{
+			"sqlite":   store.Ping,
+			"shutdown": drain.Check,
+		}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
-	err = server.Serve(ctx, cfg.Addr, h, log, ready)
-	// The server has stopped sending requests: commit what is queued.
+	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{
+		Draining: drain.Begin,
+		Delay:    cfg.ShutdownDelay,
+		Timeout:  cfg.ShutdownTimeout,
+		Ready:    ready,
+	})
+	// Publish is synchronous (it returns once its events are committed), so
+	// the bus holds nothing: Close only refuses what a request cut by the
+	// shutdown timeout might still try. The store's Close, deferred above,
+	// then commits the group-commit queue and closes the database.
 	bus.Close()
 	log.Info("stopped", "uptime", time.Since(started).String())
 	return err

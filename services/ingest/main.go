@@ -20,6 +20,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/startup"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
 )
 
@@ -52,11 +53,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, &c.Ingest, stderr)
 }
 
+// attemptTimeout bounds one attempt at a dependency during start-up.
+const attemptTimeout = 10 * time.Second
+
+// serve listens at once and brings Kafka up in the background: until the
+// topics exist, /readyz says why and /publish answers 503.
 func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) {
 	log, tracing, err := telemetry.Start(ctx, "ingest", logw, cfg.Log, cfg)
 	if err != nil {
 		return err
 	}
+	// Last: the spans of the final requests are flushed too.
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
 	sec, err := kafka.SecurityFromConfig(&cfg.KafkaSecurity)
@@ -65,12 +72,6 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 	}
 	topics, err := kafka.NewTopics(cfg.Brokers, sec, cfg.CreateTopics,
 		kafka.EventTopics(cfg.Topic, cfg.DLQTopic, cfg.Partitions, cfg.ReplicationFactor, cfg.MinInsyncReplicas)...)
-	if err != nil {
-		return err
-	}
-	tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = topics.Await(tctx, log)
-	cancel()
 	if err != nil {
 		return err
 	}
@@ -85,26 +86,37 @@ func serve(ctx context.Context, cfg *config.Ingest, logw io.Writer) (err error) 
 	if err != nil {
 		return fmt.Errorf("kafka producer: %w", err)
 	}
+	deps := startup.New(log, startup.Backoff{})
+	deps.Start(ctx, "kafka", startup.Bounded(attemptTimeout, topics.Ensure))
+	var drain health.Drain
 	metrics := telemetry.NewMetrics()
 	keys, err := auth.Open(ctx, cfg.APIKeys, cfg.APIKeysFile, log)
 	if err != nil {
 		return err
 	}
 	h := api.Handler(api.Routes{
-		Publish: ingest.New(producer, ingest.Options{
+		Publish: deps.Require(ingest.New(producer, ingest.Options{
 			MaxBodyBytes: cfg.MaxBodyBytes,
 			Limits:       event.Limits{MaxEvents: cfg.MaxEvents, MaxPayloadBytes: cfg.MaxPayloadBytes},
 			Timeout:      cfg.PublishTimeout,
 			Rate:         ingest.RateLimit{EventsPerSecond: cfg.PublishRate, Burst: cfg.PublishBurst},
 			Registerer:   metrics.Registry,
-		}, log, metrics),
-		Ready:   health.Ready(2*time.Second, map[string]health.Check{"kafka": topics.Ready}),
+		}, log, metrics), "kafka"),
+		Ready: health.Ready(2*time.Second, map[string]health.Check{
+			"kafka":    deps.CheckThen("kafka", topics.Ready),
+			"shutdown": drain.Check,
+		}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
-	err = server.Serve(ctx, cfg.Addr, h, log, nil)
-	// No request is in flight any more: flush what the writer holds.
+	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{
+		Draining: drain.Begin,
+		Delay:    cfg.ShutdownDelay,
+		Timeout:  cfg.ShutdownTimeout,
+	})
+	// No request is in flight any more (each returned once its records were
+	// acknowledged): close the writer and its connections.
 	if cerr := producer.Close(); cerr != nil {
 		log.Error("closing the producer", "err", cerr)
 	}

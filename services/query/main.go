@@ -19,6 +19,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/startup"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
 )
@@ -56,6 +57,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, &c.Query, stderr)
 }
 
+// attemptTimeout bounds one attempt at reaching Postgres during start-up.
+const attemptTimeout = 5 * time.Second
+
+// serve listens at once and brings Postgres (and the schema) up in the
+// background: until then /readyz says what it waits for.
 func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	started := time.Now()
 	log, tracing, err := telemetry.Start(ctx, "query", logw, cfg.Log, cfg)
@@ -68,22 +74,25 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	if tracing.Exporting { // the tracer costs even with a no-op provider
 		opts = append(opts, postgres.WithTracerProvider(tracing.Provider))
 	}
+	// The pool connects on first use: a bad URL fails here, an unreachable
+	// server is waited for below.
 	store, err := postgres.Open(ctx, cfg.URL, cfg.MaxConns, opts...)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = store.Await(actx, log)
-	cancel()
-	if err != nil {
-		return err
-	}
+	deps := startup.New(log, startup.Backoff{})
+	deps.Start(ctx, "postgres", startup.Bounded(attemptTimeout, store.Ping))
+	checks := map[string]health.Check{"postgres": deps.CheckThen("postgres", store.Ping)}
 	if cfg.MigrateOnStart {
-		if err := store.Migrate(ctx); err != nil {
-			return err
-		}
+		deps.Start(ctx, "migrations", func(ctx context.Context) error {
+			deps.Note("migrations", "migrating (waits while another process holds the migration lock)")
+			return store.Migrate(ctx)
+		}, "postgres")
+		checks["migrations"] = deps.Check("migrations")
 	}
+	var drain health.Drain
+	checks["shutdown"] = drain.Check
 	metrics := telemetry.NewMetrics()
 	keys, err := auth.Open(ctx, cfg.APIKeys, cfg.APIKeysFile, log)
 	if err != nil {
@@ -91,12 +100,16 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	}
 	h := api.Handler(api.Routes{
 		Query:   query.New(store, started, log),
-		Ready:   health.Ready(2*time.Second, map[string]health.Check{"postgres": store.Ping}),
+		Ready:   health.Ready(2*time.Second, checks),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
-	err = server.Serve(ctx, cfg.Addr, h, log, nil)
+	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{
+		Draining: drain.Begin,
+		Delay:    cfg.ShutdownDelay,
+		Timeout:  cfg.ShutdownTimeout,
+	})
 	log.Info("stopped", "uptime", time.Since(started).String())
 	return err
 }

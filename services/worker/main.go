@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
-	"golang.org/x/sync/errgroup"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/event-aggregator/event-aggregator/pkg/api"
 	"github.com/event-aggregator/event-aggregator/pkg/bus/kafka"
@@ -25,6 +25,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/startup"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
 )
@@ -62,6 +63,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return serve(ctx, &c.Worker, stderr)
 }
 
+// attemptTimeout bounds one attempt at a dependency during start-up.
+const attemptTimeout = 10 * time.Second
+
+// serve listens at once, brings Postgres, the schema, Kafka and Redis up in
+// the background (each a readiness check until it is up), then consumes.
+// On SIGTERM the consumer finishes its batches and leaves the group at once
+// while the HTTP server drains.
 func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) {
 	log, tracing, err := telemetry.Start(ctx, "worker", logw, cfg.Log, cfg)
 	if err != nil {
@@ -85,26 +93,20 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	// Not ready while the principal may not join its group either.
 	topics.RequireGroup(cfg.Group)
+	// Both clients connect on first use: a bad URL fails here, an
+	// unreachable server is waited for below.
 	store, err := postgres.Open(ctx, cfg.Postgres.URL, cfg.MaxConns, pgOpts...)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = store.Await(wctx, log)
-	if err == nil && cfg.MigrateOnStart {
-		err = store.Migrate(wctx)
-	}
-	if err == nil {
-		err = topics.Await(wctx, log)
-	}
-	cancel()
-	if err != nil {
-		return err
-	}
-
-	metrics := telemetry.NewMetrics()
+	closeStore := true
+	defer func() {
+		if closeStore {
+			store.Close()
+		}
+	}()
 	rdb, err := redis.NewClient(cfg.Redis.URL)
 	if err != nil {
 		return err
@@ -120,10 +122,90 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 		}
 	}
 	redis.SetLogger(log) // go-redis logs every failed dial; keep those at debug
-	storeID, err := store.ID(ctx)
-	if err != nil {
+
+	deps := startup.New(log, startup.Backoff{})
+	deps.Start(ctx, "postgres", startup.Bounded(attemptTimeout, store.Ping))
+	var storeID string
+	// The schema: migrated here, or by the migration Job (the identity row
+	// appears once it has run); waits for the lock while another migrates.
+	deps.Start(ctx, "schema", func(ctx context.Context) error {
+		if cfg.MigrateOnStart {
+			deps.Note("schema", "migrating (waits while another process holds the migration lock)")
+			if err := store.Migrate(ctx); err != nil {
+				return err
+			}
+		}
+		id, err := store.ID(ctx)
+		storeID = id
 		return err
+	}, "postgres")
+	deps.Start(ctx, "kafka", startup.Bounded(attemptTimeout, topics.Ensure))
+	// Redis is waited for once, so a wrong URL shows at deploy time; later
+	// outages only slow the worker down (claims go through Postgres alone).
+	deps.Start(ctx, "redis", startup.Bounded(attemptTimeout, func(ctx context.Context) error {
+		return rdb.Ping(ctx).Err()
+	}))
+
+	metrics := telemetry.NewMetrics()
+	var drain health.Drain
+	h := api.Handler(api.Routes{
+		Ready: health.Ready(2*time.Second, map[string]health.Check{
+			"postgres": deps.CheckThen("postgres", store.Ping),
+			"schema":   deps.Check("schema"),
+			"kafka":    deps.CheckThen("kafka", topics.Ready),
+			"redis":    deps.Check("redis"),
+			"shutdown": drain.Check,
+		}),
+		Metrics: metrics.Handler(),
+		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
+	})
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	consumed := make(chan error, 1)
+	go func() {
+		if err := deps.Wait(ctx); err != nil {
+			consumed <- nil // stopped before every dependency was up
+			return
+		}
+		consumed <- consume(ctx, cfg, sec, log, metrics, tracing, store, storeID, rdb)
+		cancel() // a consumer that failed takes the server down with it
+	}()
+	served := make(chan error, 1)
+	go func() {
+		served <- server.Serve(ctx, cfg.Addr, h, log, server.Options{
+			Draining: drain.Begin,
+			Delay:    cfg.ShutdownDelay,
+			Timeout:  cfg.ShutdownTimeout,
+		})
+		cancel() // a server that failed takes the consumer down with it
+	}()
+
+	<-ctx.Done()
+	// The consumer stops at once, not after the drain delay: nothing is
+	// routed to a worker, and its partitions should move now.
+	timer := time.NewTimer(cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case cerr := <-consumed:
+		err = cerr
+	case <-timer.C:
+		// Abandoned: the batch's transaction holds its offsets, so it rolls
+		// back with the connection and the next owner processes it again.
+		// Closing the pool would wait for that connection: leave it to exit.
+		closeStore = false
+		err = fmt.Errorf("consumer still finishing its batches after %v: abandoned", cfg.ShutdownTimeout)
+		log.Error("abandoning the batches in flight", "timeout", cfg.ShutdownTimeout.String())
 	}
+	err = errors.Join(err, <-served)
+	log.Info("stopped")
+	return err
+}
+
+// consume runs the consumer until ctx ends; it returns once the batches in
+// flight are stored and the worker has left the group.
+func consume(ctx context.Context, cfg *config.Worker, sec kafka.Security, log *slog.Logger, metrics *telemetry.Metrics,
+	tracing *telemetry.Tracing, store *postgres.Store, storeID string, rdb *goredis.Client) error {
 	owner := workerID()
 	claimer := redis.New(rdb, owner, cfg.LeaseTTL, cfg.DedupWindow,
 		// Claims are per database: marks of another one never drop an event here.
@@ -153,23 +235,10 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-
-	h := api.Handler(api.Routes{
-		Ready: health.Ready(2*time.Second, map[string]health.Check{
-			"postgres": store.Ping,
-			"kafka":    topics.Ready,
-		}),
-		Metrics: metrics.Handler(),
-		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
-	})
 	log.Info("worker ready", "owner", owner)
-	g, gctx := errgroup.WithContext(ctx)
-	// The consumer finishes its in-flight batches when ctx ends.
-	g.Go(func() error { return consumer.Run(gctx) })
-	g.Go(func() error { return server.Serve(gctx, cfg.Addr, h, log, nil) })
-	err = g.Wait()
-	log.Info("stopped")
-	return err
+	// Run finishes the batches in flight when ctx ends, then leaves the
+	// group so the others take its partitions at once.
+	return consumer.Run(ctx)
 }
 
 // workerID names this worker in its Redis leases.

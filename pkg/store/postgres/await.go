@@ -2,26 +2,28 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/startup"
 )
 
-// Await pings until Postgres answers or ctx ends: in a fresh stack the
-// database often starts after the services.
+// pingTimeout bounds one attempt: a dial to an address that drops packets
+// would otherwise wait for the kernel's TCP timeout.
+const pingTimeout = 5 * time.Second
+
+// Up is one attempt at reaching Postgres, bounded: the readiness step of
+// the binaries.
+func (s *Store) Up(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	return s.Ping(ctx)
+}
+
+// Await pings, with jittered and capped backoff, until Postgres answers or
+// ctx ends: in a fresh stack the database often starts after the services.
 func (s *Store) Await(ctx context.Context, log *slog.Logger) error {
-	for {
-		err := s.Ping(ctx)
-		if err == nil {
-			return nil
-		}
-		log.Warn("postgres not ready; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("await postgres: %w", err)
-		case <-time.After(time.Second):
-		}
-	}
+	return startup.Retry(ctx, log, "postgres", startup.Backoff{}, s.Up)
 }
 
 // migrateTimeout bounds the `migrate` subcommand, waiting included.
