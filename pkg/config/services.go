@@ -38,6 +38,8 @@ type Worker struct {
 	Consumer `embed:""`
 	Postgres `embed:""`
 	Redis    `embed:""`
+	PGBounds `embed:""`
+	RedisTLS `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -45,4 +47,5 @@ type Query struct {
 	HTTP     `embed:""`
 	Log      `embed:""`
 	Postgres `embed:""`
+	PGBounds `embed:""`
 }
