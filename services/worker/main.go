@@ -119,6 +119,13 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 		}
 	}
 	redis.SetLogger(log) // go-redis logs every failed dial; keep those at debug
+	// Redis is a shortcut, so an unreachable one does not stop the worker; but
+	// a wrong CA or URL would otherwise only show as "redis unreachable".
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		log.Warn("redis not reachable at start: claims go through postgres alone until it is", "err", err)
+	}
+	pcancel()
 	storeID, err := store.ID(ctx)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +35,9 @@ type stackOptions struct {
 	// postgresURL replaces a fresh database on the shared test Postgres (a
 	// private server that the scenario restarts).
 	postgresURL string
+	// env adds settings to every worker and the query service (TLS files,
+	// session bounds).
+	env map[string]string
 }
 
 // stack is one isolated distributed system: its own database, events and
@@ -47,6 +51,7 @@ type stack struct {
 	dlq      string
 	group    string
 	logDir   string
+	env      map[string]string
 
 	ingest  *process
 	query   *process
@@ -67,6 +72,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		logDir:   logDir(t),
 		http:     &http.Client{Timeout: 10 * time.Second},
 		group:    "e2e-" + randomHex(6),
+		env:      opts.env,
 	}
 	if s.pgURL == "" {
 		s.pgURL = testdeps.NewPostgresDB(t)
@@ -147,15 +153,22 @@ func (s *stack) workerEnv(addr string) []string {
 	m["AGGREGATOR_KAFKA_GROUP"] = s.group
 	m["AGGREGATOR_POSTGRES_URL"] = s.pgURL
 	m["AGGREGATOR_REDIS_URL"] = s.redisURL
+	maps.Copy(m, s.env)
 	return serviceEnv(s.t, &config.Worker{}, m)
 }
 
 func (s *stack) queryEnv(addr string) []string {
-	return serviceEnv(s.t, &config.Query{}, map[string]string{
+	m := map[string]string{
 		"AGGREGATOR_ADDR":         addr,
 		"AGGREGATOR_POSTGRES_URL": s.pgURL,
 		"AGGREGATOR_LOG_LEVEL":    "info",
-	})
+	}
+	for k, v := range s.env {
+		if !strings.HasPrefix(k, "AGGREGATOR_REDIS_") { // the query service has no Redis
+			m[k] = v
+		}
+	}
+	return serviceEnv(s.t, &config.Query{}, m)
 }
 
 // newWorker adds a worker process to the stack without starting it.
