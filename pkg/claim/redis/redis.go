@@ -122,6 +122,9 @@ func NewClient(url string, opts ...ClientOption) (*redis.Client, error) {
 	opt.DisableIdentity = true
 	if opt.DialTimeout == 0 {
 		opt.DialTimeout = dialTimeout
+		if opt.TLSConfig != nil {
+			opt.DialTimeout = tlsDialTimeout
+		}
 	}
 	if opt.ReadTimeout == 0 {
 		opt.ReadTimeout = ioTimeout

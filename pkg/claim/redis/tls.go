@@ -3,11 +3,17 @@ package redis
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/event-aggregator/event-aggregator/pkg/tlsconfig"
 )
+
+// tlsDialTimeout replaces dialTimeout for rediss:// URLs: the TLS handshake
+// is part of the dial, and its round trips and CPU on a loaded machine need
+// more than a TCP connect.
+const tlsDialTimeout = time.Second
 
 // ClientOption configures NewClient.
 type ClientOption func(*clientOptions)

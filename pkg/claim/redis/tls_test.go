@@ -98,6 +98,9 @@ func TestTLSOptions(t *testing.T) {
 	if cfg == nil || cfg.RootCAs == nil || cfg.ServerName != "cache.internal" || cfg.InsecureSkipVerify {
 		t.Fatalf("TLS config %+v; want the CA as roots, server name cache.internal, verification on", cfg)
 	}
+	if got := c.Options().DialTimeout; got != time.Second {
+		t.Fatalf("dial timeout over TLS %v; want 1s, room for the handshake", got)
+	}
 	c2, err := claimredis.NewClient("rediss://cache.internal:6380/0")
 	if err != nil {
 		t.Fatal(err)
