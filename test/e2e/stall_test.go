@@ -14,19 +14,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// stallBound is how soon after its acknowledgement an event published to a
-// frozen worker's partitions must be stored, with the default session
-// bounds: the group notices the silent member after its 10 s session
-// timeout while the server ends the frozen session after 10 s idle in its
-// transaction (or the new owner's 5 s lock timeout retries until then), so
-// about 10–15 s, plus the rebalance and a loaded machine's margin.
+// stallBound is how soon after a worker froze inside its transaction every
+// event already acknowledged into its partitions must be stored, with the
+// default session bounds: the group drops the silent member after its 10 s
+// session timeout while the server ends the frozen sessions after 10 s idle
+// in their transactions (the new owner's 5 s lock timeout retries until
+// then), so about 10-15 s, plus the rebalance and a loaded machine's margin.
+// Without the bounds the partitions stay stuck until the worker thaws.
 const stallBound = 30 * time.Second
 
 // TestStalledWorker: a worker frozen (SIGSTOP) inside its batch transaction,
 // holding the offset row lock of a partition and its transaction id, under
 // load. With the default session bounds the server ends its session, the
-// other workers take its partitions over and store what is published to
-// them within stallBound, while it is still frozen. Thawed, it finds its
+// other workers take its partitions over and store what was acknowledged
+// into them within stallBound, while it is still frozen. Thawed, it finds its
 // session gone, rejoins, and the run ends exact.
 func TestStalledWorker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), scenarioTimeout)
@@ -62,6 +63,7 @@ func TestStalledWorker(t *testing.T) {
 			t.Fatal("no batch of the worker to freeze reached the offset fence")
 		}
 		w.signal(t, syscall.SIGSTOP)
+		frozenAt := time.Now()
 		frozen := true
 		defer func() {
 			if frozen {
@@ -137,8 +139,8 @@ func TestStalledWorker(t *testing.T) {
 			t.Fatalf("the frozen worker's partitions did not flow within %v (stored/log end at the freeze: %s)",
 				stallBound, strings.Join(progress, ", "))
 		}
-		t.Logf("the frozen worker's partitions flow again: records present at the freeze stored %.1f s later (bound %v; %s)",
-			latency.Seconds(), stallBound, strings.Join(progress, ", "))
+		t.Logf("the frozen worker's partitions flow again: the records they held %.1f s after the freeze were stored %.1f s later (bound %v; %s)",
+			since.Sub(frozenAt).Seconds(), latency.Seconds(), stallBound, strings.Join(progress, ", "))
 
 		// The server ended the frozen sessions; the process is still stopped.
 		var left int
