@@ -48,6 +48,8 @@ type Worker struct {
 	Postgres `embed:""`
 	Redis    `embed:""`
 	Shutdown `embed:""`
+	PGBounds `embed:""`
+	RedisTLS `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -56,6 +58,7 @@ type Query struct {
 	Log      `embed:""`
 	Postgres `embed:""`
 	Shutdown `embed:""`
+	PGBounds `embed:""`
 
 	KeysFile `embed:""`
 }

@@ -32,12 +32,12 @@ func (c *Ingest) Validate() error {
 // Validate checks the worker settings.
 func (c *Worker) Validate() error {
 	return errors.Join(c.HTTP.validate(), c.Kafka.validate(), c.Consumer.validate(),
-		c.Postgres.validate(), c.Redis.validate(), c.Shutdown.validate())
+		c.Postgres.validate(), c.Redis.validate(), c.Shutdown.validate(), c.PGBounds.validate(), c.RedisTLS.validate())
 }
 
 // Validate checks the query settings.
 func (c *Query) Validate() error {
-	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate())
+	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate(), c.PGBounds.validate())
 }
 
 func (c *HTTP) validate() error {

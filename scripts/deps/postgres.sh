@@ -8,11 +8,19 @@
 # state dir. Either way it makes sure role "aggregator" (password "aggregator",
 # LOGIN CREATEDB) and database "aggregator" owned by it exist, then prints the
 # URL on stdout. down/stop/restart only act on a cluster this script started.
+#
+# Our cluster also serves TLS (ssl = on) on the same port, with a certificate
+# for 127.0.0.1 and localhost signed by a private CA generated under the state
+# dir; plain connections keep working. env prints, besides the plain URL,
+# AGGREGATOR_TEST_POSTGRES_TLS_URL (sslmode=verify-full against that CA) and
+# AGGREGATOR_TEST_POSTGRES_TLS_CA_FILE.
 set -euo pipefail
 
 DEPS_NAME=postgres
 # shellcheck source=scripts/deps/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/deps/certs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/certs.sh"
 
 PG_PORT="${AGGREGATOR_PG_PORT:-5432}"
 PG_ROLE=aggregator
@@ -21,6 +29,9 @@ PG_DB=aggregator
 PG_URL="postgres://$PG_ROLE:$PG_PASSWORD@$DEPS_HOST:$PG_PORT/$PG_DB?sslmode=disable"
 
 STATE_DIR="$(deps_state_dir postgres)"
+# The CA and the server's key pair; the server reads copies in its data dir.
+TLS_DIR="$STATE_DIR/tls"
+PG_TLS_URL="postgres://$PG_ROLE:$PG_PASSWORD@$DEPS_HOST:$PG_PORT/$PG_DB?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem"
 
 # For deps_main (lib.sh).
 DEPS_PORT="$PG_PORT"
@@ -137,7 +148,44 @@ shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# TLS beside plain connections: server.crt and server.key in the data dir
+# (install_server_cert). Reloadable, so up turns it on without a restart.
+ssl = on
+ssl_min_protocol_version = 'TLSv1.2'
 EOF
+}
+
+# install_server_cert : the generated key pair into the data dir, owned by the
+# cluster's OS user (postgres refuses a key others can read).
+install_server_cert() {
+	ensure_server_cert "$TLS_DIR" "Postgres"
+	local owner=()
+	if [[ $EUID -eq 0 ]]; then
+		owner=(-o "$PG_OS_USER" -g "$(id -gn "$PG_OS_USER")")
+	fi
+	install "${owner[@]}" -m 0644 "$TLS_DIR/server.pem" "$DATA_DIR/server.crt"
+	install "${owner[@]}" -m 0600 "$TLS_DIR/server.key" "$DATA_DIR/server.key"
+}
+
+# check_tls : the application role connects with sslmode=verify-full.
+check_tls() {
+	local got
+	got="$(PGSSLMODE=verify-full PGSSLROOTCERT="$TLS_DIR/ca.pem" \
+		app_psql -Atqc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()' 2>"$STATE_DIR/tls-check.log")" || true
+	if [[ $got != t ]]; then
+		log_tail "$STATE_DIR/tls-check.log"
+		log_tail "$LOG_FILE" 20
+		die "TLS connections with sslmode=verify-full do not work on $DEPS_HOST:$PG_PORT"
+	fi
+}
+
+# reload_ours : apply a rewritten config to the running cluster (ssl is reloadable).
+reload_ours() {
+	local bindir
+	bindir="$(pg_bindir)"
+	install_server_cert
+	write_config
+	as_pg "$bindir/pg_ctl" -D "$DATA_DIR" reload >/dev/null
 }
 
 init_cluster() {
@@ -155,6 +203,7 @@ init_cluster() {
 		fi
 		printf "\ninclude_if_exists = 'aggregator.conf'\n" | as_pg tee -a "$DATA_DIR/postgresql.conf" >/dev/null
 	fi
+	install_server_cert
 	write_config
 }
 
@@ -247,7 +296,10 @@ cmd_up() {
 		# Our cluster may be running with an outdated config; it is still ours.
 		if tcp_open "$DEPS_HOST" "$PG_PORT"; then
 			log "already running (started by this script) on $DEPS_HOST:$PG_PORT"
+			# A cluster started before TLS was configured gets it now, without a restart.
+			reload_ours
 			ensure_role_and_db ours
+			check_tls
 			printf '%s\n' "$PG_URL"
 			return 0
 		fi
@@ -270,7 +322,8 @@ cmd_up() {
 	fi
 	start_ours
 	ensure_role_and_db ours
-	log "ready: $PG_URL"
+	check_tls
+	log "ready: $PG_URL (TLS: $PG_TLS_URL)"
 	printf '%s\n' "$PG_URL"
 }
 
@@ -292,6 +345,7 @@ stop_ours() {
 restart_ours() {
 	local bindir
 	bindir="$(pg_bindir)"
+	install_server_cert
 	write_config
 	log "restarting our cluster (pg_ctl restart -m fast)"
 	if ! without_lock as_pg "$bindir/pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -m fast -w -t "$DEPS_TIMEOUT" restart >/dev/null; then
@@ -299,12 +353,16 @@ restart_ours() {
 		die "postgres did not restart within ${DEPS_TIMEOUT}s"
 	fi
 	wait_tcp "$DEPS_HOST" "$PG_PORT" "$DEPS_TIMEOUT" || die "$DEPS_HOST:$PG_PORT does not answer after restart"
+	ensure_role_and_db ours
+	check_tls
 	log "restarted"
 	printf '%s\n' "$PG_URL"
 }
 
 cmd_env() {
 	printf "export AGGREGATOR_POSTGRES_URL='%s'\n" "$PG_URL"
+	printf "export AGGREGATOR_TEST_POSTGRES_TLS_URL='%s'\n" "$PG_TLS_URL"
+	printf "export AGGREGATOR_TEST_POSTGRES_TLS_CA_FILE='%s'\n" "$TLS_DIR/ca.pem"
 }
 
 deps_main "$@"

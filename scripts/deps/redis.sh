@@ -7,18 +7,29 @@
 # Debian's redis-server when missing and runs its own, daemonized, bound to
 # 127.0.0.1, with no persistence. down/stop/restart only act on a server this
 # script started (pid file in the state dir).
+#
+# Ours also serves TLS on ${AGGREGATOR_REDIS_TLS_PORT:-6380} (Debian's
+# redis-server is built with TLS), with a certificate for 127.0.0.1 and
+# localhost signed by a private CA generated under the state dir; clients are
+# not asked for a certificate. env prints, besides the plain URL,
+# AGGREGATOR_TEST_REDIS_TLS_URL (rediss://) and AGGREGATOR_TEST_REDIS_TLS_CA_FILE.
 set -euo pipefail
 
 DEPS_NAME=redis
 # shellcheck source=scripts/deps/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/deps/certs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/certs.sh"
 
 REDIS_PORT="${AGGREGATOR_REDIS_PORT:-6379}"
 REDIS_URL="redis://$DEPS_HOST:$REDIS_PORT/0"
+REDIS_TLS_PORT="${AGGREGATOR_REDIS_TLS_PORT:-6380}"
+REDIS_TLS_URL="rediss://$DEPS_HOST:$REDIS_TLS_PORT/0"
 
 STATE_DIR="$(deps_state_dir redis)"
 PID_FILE="$STATE_DIR/redis.pid"
 LOG_FILE="$STATE_DIR/redis.log"
+TLS_DIR="$STATE_DIR/tls"
 
 # For deps_main (lib.sh).
 DEPS_PORT="$REDIS_PORT"
@@ -34,6 +45,11 @@ ours_pid() {
 
 redis_ping() {
 	[[ "$(timeout 5 redis-cli -h "$DEPS_HOST" -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]
+}
+
+# redis_tls_ping : PING over TLS, verifying the server against our CA.
+redis_tls_ping() {
+	[[ "$(timeout 5 redis-cli --tls --cacert "$TLS_DIR/ca.pem" -h "$DEPS_HOST" -p "$REDIS_TLS_PORT" ping 2>/dev/null)" == PONG ]]
 }
 
 install_server() {
@@ -60,11 +76,16 @@ install_server() {
 }
 
 start_ours() {
-	log "starting our redis-server on $DEPS_HOST:$REDIS_PORT (log $LOG_FILE)"
+	ensure_server_cert "$TLS_DIR" "Redis"
+	log "starting our redis-server on $DEPS_HOST:$REDIS_PORT, TLS on $REDIS_TLS_PORT (log $LOG_FILE)"
 	rm -f "$PID_FILE"
-	# Tests need no persistence: no RDB snapshots, no AOF.
+	# Tests need no persistence: no RDB snapshots, no AOF. TLS clients need
+	# no certificate of their own (tls-auth-clients no), as with most managed Redis.
 	if ! without_lock redis-server \
 		--bind "$DEPS_HOST" --port "$REDIS_PORT" --protected-mode yes \
+		--tls-port "$REDIS_TLS_PORT" --tls-cert-file "$TLS_DIR/server.pem" \
+		--tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_DIR/ca.pem" \
+		--tls-auth-clients no \
 		--daemonize yes --pidfile "$PID_FILE" --dir "$STATE_DIR" --logfile "$LOG_FILE" \
 		--save "" --appendonly no; then
 		log_tail "$LOG_FILE"
@@ -75,6 +96,13 @@ start_ours() {
 		if ((SECONDS >= deadline)); then
 			log_tail "$LOG_FILE"
 			die "redis did not answer PING on $DEPS_HOST:$REDIS_PORT within ${DEPS_TIMEOUT}s"
+		fi
+		sleep 0.1
+	done
+	until redis_tls_ping; do
+		if ((SECONDS >= deadline)); then
+			log_tail "$LOG_FILE"
+			die "redis did not answer PING over TLS on $DEPS_HOST:$REDIS_TLS_PORT within ${DEPS_TIMEOUT}s"
 		fi
 		sleep 0.1
 	done
@@ -89,7 +117,18 @@ start_ours() {
 
 cmd_up() {
 	if ours_pid >/dev/null && redis_ping; then
-		log "already running (started by this script) on $DEPS_HOST:$REDIS_PORT"
+		if ensure_server_cert "$TLS_DIR" "Redis" && redis_tls_ping; then
+			log "already running (started by this script) on $DEPS_HOST:$REDIS_PORT, TLS on $REDIS_TLS_PORT"
+			printf '%s\n' "$REDIS_URL"
+			return 0
+		fi
+		# Started before TLS was configured (or with another certificate).
+		log "ours does not answer over TLS on $DEPS_HOST:$REDIS_TLS_PORT: restarting it"
+		stop_ours
+		deps_forget
+		wait_tcp_closed "$DEPS_HOST" "$REDIS_PORT" "$DEPS_TIMEOUT" || die "$DEPS_HOST:$REDIS_PORT still answers after stopping ours"
+		start_ours
+		log "ready: $REDIS_URL (TLS: $REDIS_TLS_URL)"
 		printf '%s\n' "$REDIS_URL"
 		return 0
 	fi
@@ -108,7 +147,7 @@ cmd_up() {
 		fi
 	fi
 	start_ours
-	log "ready: $REDIS_URL"
+	log "ready: $REDIS_URL (TLS: $REDIS_TLS_URL)"
 	printf '%s\n' "$REDIS_URL"
 }
 
@@ -132,6 +171,8 @@ stop_ours() {
 
 cmd_env() {
 	printf "export AGGREGATOR_REDIS_URL='%s'\n" "$REDIS_URL"
+	printf "export AGGREGATOR_TEST_REDIS_TLS_URL='%s'\n" "$REDIS_TLS_URL"
+	printf "export AGGREGATOR_TEST_REDIS_TLS_CA_FILE='%s'\n" "$TLS_DIR/ca.pem"
 }
 
 deps_main "$@"

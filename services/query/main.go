@@ -70,7 +70,11 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	}
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	var opts []postgres.Option
+	opts := []postgres.Option{postgres.WithSession(postgres.Session{
+		StatementTimeout:  cfg.PostgresStatementTimeout,
+		LockTimeout:       cfg.PostgresLockTimeout,
+		IdleInTransaction: cfg.PostgresIdleInTransactionTimeout,
+	})}
 	if tracing.Exporting { // the tracer costs even with a no-op provider
 		opts = append(opts, postgres.WithTracerProvider(tracing.Provider))
 	}

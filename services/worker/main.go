@@ -28,6 +28,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/startup"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
+	"github.com/event-aggregator/event-aggregator/pkg/tlsconfig"
 )
 
 func main() {
@@ -77,10 +78,15 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	}
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
+	// Bounded sessions: a stalled worker releases its locks within seconds.
+	pgOpts := []postgres.Option{postgres.WithSession(postgres.Session{
+		StatementTimeout:  cfg.PostgresStatementTimeout,
+		LockTimeout:       cfg.PostgresLockTimeout,
+		IdleInTransaction: cfg.PostgresIdleInTransactionTimeout,
+	})}
 	// The database clients are instrumented only when spans leave the
 	// process: their hooks cost time even with a noop provider (redisotel
 	// formats every pipelined command, ~1 ms per 1,000-key pipeline).
-	var pgOpts []postgres.Option
 	if tracing.Exporting {
 		pgOpts = append(pgOpts, postgres.WithTracerProvider(tracing.Provider))
 	}
@@ -107,7 +113,9 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 			store.Close()
 		}
 	}()
-	rdb, err := redis.NewClient(cfg.Redis.URL)
+	rdb, err := redis.NewClient(cfg.Redis.URL, redis.WithTLSFiles(tlsconfig.Files{
+		CAFile: cfg.RedisTLSCAFile, CertFile: cfg.RedisTLSCertFile, KeyFile: cfg.RedisTLSKeyFile,
+	}))
 	if err != nil {
 		return err
 	}

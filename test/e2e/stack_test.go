@@ -40,6 +40,9 @@ type stackOptions struct {
 	// ingestEnv and queryEnv are further settings of ingest and query
 	// (API keys, rate limits).
 	ingestEnv, queryEnv map[string]string
+	// env adds settings to every worker and the query service (TLS files,
+	// session bounds).
+	env map[string]string
 }
 
 // stack is one isolated distributed system: its own database, events and
@@ -54,6 +57,7 @@ type stack struct {
 	group    string
 	logDir   string
 	opts     stackOptions
+	env      map[string]string
 
 	ingest  *process
 	query   *process
@@ -75,6 +79,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		http:     &http.Client{Timeout: 10 * time.Second, Transport: apitest.Transport(t, nil)}, // checked against openapi.json
 		opts:     opts,
 		group:    "e2e-" + randomHex(6),
+		env:      opts.env,
 	}
 	if s.pgURL == "" {
 		s.pgURL = testdeps.NewPostgresDB(t)
@@ -158,6 +163,7 @@ func (s *stack) workerEnv(addr, name string) []string {
 	m["AGGREGATOR_KAFKA_GROUP"] = s.group
 	m["AGGREGATOR_POSTGRES_URL"] = withParam(s.t, s.pgURL, "application_name", name)
 	m["AGGREGATOR_REDIS_URL"] = s.redisURL
+	maps.Copy(m, s.env)
 	return serviceEnv(s.t, &config.Worker{}, m)
 }
 
@@ -168,6 +174,11 @@ func (s *stack) queryEnv(addr string) []string {
 		"AGGREGATOR_LOG_LEVEL":    "info",
 	}
 	maps.Copy(m, s.opts.queryEnv)
+	for k, v := range s.env {
+		if !strings.HasPrefix(k, "AGGREGATOR_REDIS_") { // the query service has no Redis
+			m[k] = v
+		}
+	}
 	return serviceEnv(s.t, &config.Query{}, m)
 }
 

@@ -104,16 +104,26 @@ const (
 
 // NewClient parses a redis:// or rediss:// URL and returns a client that fails
 // fast when Redis is unreachable. Timeouts given in the URL's query are kept.
-func NewClient(url string) (*redis.Client, error) {
+func NewClient(url string, opts ...ClientOption) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	var co clientOptions
+	for _, o := range opts {
+		o(&co)
+	}
+	if err := applyTLS(opt, co); err != nil {
+		return nil, err
 	}
 	// No CLIENT SETINFO on connect: Redis before 7.2 answers it with an
 	// error on every new connection.
 	opt.DisableIdentity = true
 	if opt.DialTimeout == 0 {
 		opt.DialTimeout = dialTimeout
+		if opt.TLSConfig != nil {
+			opt.DialTimeout = tlsDialTimeout
+		}
 	}
 	if opt.ReadTimeout == 0 {
 		opt.ReadTimeout = ioTimeout
