@@ -684,6 +684,7 @@ func TestHelmValuesRejected(t *testing.T) {
 		"GOMEMLIMIT above the limit":         {[]string{"--set", "config.goMemLimitPercent=120"}, "goMemLimitPercent"},
 		"unknown SASL mechanism":             {[]string{"--set", "kafka.sasl.mechanism=gssapi"}, "mechanism"},
 		"two CA bundles":                     {[]string{"--set", "caBundle.secretName=a", "--set", "caBundle.configMapName=b"}, "caBundle"},
+		"KEDA without credentials for SASL":  {[]string{"--set", "worker.keda.enabled=true", "--set", "kafka.sasl.mechanism=plain"}, "authenticationRef is required"},
 		"unknown HPA metric type":            {[]string{"--set", "worker.autoscaling.metricType=Resource"}, "metricType"},
 	}
 	names := sortedKeys(cases)

@@ -470,6 +470,9 @@ with a message naming the values.
 {{- if gt (int $v.worker.keda.minReplicaCount) (int $v.worker.keda.maxReplicaCount) }}
 {{- fail (printf "worker.keda.minReplicaCount (%v) is above worker.keda.maxReplicaCount (%v)" $v.worker.keda.minReplicaCount $v.worker.keda.maxReplicaCount) }}
 {{- end }}
+{{- if and (or $v.kafka.tls.enabled (ne $v.kafka.sasl.mechanism "none")) (not $v.worker.keda.authenticationRef) }}
+{{- fail "worker.keda.authenticationRef is required with kafka.tls or kafka.sasl: KEDA reads the lag from Kafka itself and needs a TriggerAuthentication with the same TLS and SASL settings" }}
+{{- end }}
 {{- if gt (int $v.worker.keda.maxReplicaCount) $partitions }}
 {{- fail (printf "worker.keda.maxReplicaCount (%v) is above kafka.partitions (%v): a worker without a partition idles" $v.worker.keda.maxReplicaCount $partitions) }}
 {{- end }}
