@@ -303,7 +303,9 @@ func waitProbe(t *testing.T, owner string, p *proc, port int32, probe *corev1.Pr
 // migration hook Job's container, each Deployment's container and the helm test Pod, each
 // with exactly its rendered command, arguments and environment (ConfigMap and Secret
 // references resolved), the built binaries standing in for the images, against the
-// dependencies of scripts/deps.sh. Only cluster addresses are rewritten (see hostRewriter).
+// dependencies of scripts/deps.sh. Only cluster addresses are rewritten (see hostRewriter);
+// the components' ports are free ports set through the chart's own <component>.port values,
+// since other processes on this machine may hold 8080-8082.
 // Each component must pass its rendered startup, liveness and readiness probes; the helm
 // test must pass; and every metric the chart's alerts and dashboard query must be exported
 // by the running binaries.
