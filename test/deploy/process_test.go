@@ -34,6 +34,14 @@ var (
 	binErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir) // the binaries built for this run
+	}
+	os.Exit(code)
+}
+
 // binaries builds the five binaries once per test run; they stand in for the images (each
 // image's entrypoint is its binary, see services/*/Dockerfile).
 func binaries(t *testing.T) string {
