@@ -258,7 +258,9 @@ var goTypes = map[string]func() any{
 	"networking.k8s.io/v1/Ingress":            func() any { return &networkingv1.Ingress{} },
 	"networking.k8s.io/v1/NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
-	"keda.sh/v1alpha1/ScaledObject":           func() any { return &ScaledObject{} },
+	"monitoring.coreos.com/v1/PrometheusRule": func() any { return &monitoringv1.PrometheusRule{} },
+	"v1/Pod":                        func() any { return &corev1.Pod{} },
+	"keda.sh/v1alpha1/ScaledObject": func() any { return &ScaledObject{} },
 }
 
 // decodeAll splits a multi-document YAML stream and decodes every object strictly into its

@@ -93,15 +93,16 @@ Name of the Secret with the connection strings and API keys.
 {{/*
 The settings each binary reads from the ConfigMap (its names are the env tags of
 pkg/config; the test suite holds the chart to them). AGGREGATOR_ADDR and
-AGGREGATOR_MIGRATE_ON_START are set per pod, the secret settings come from the Secret.
+AGGREGATOR_MIGRATE_ON_START are set per pod, file paths per mount, the secret settings
+come from the Secret.
 */}}
 {{- define "event-aggregator.configKeys" -}}
-{{- $log := list "AGGREGATOR_LOG_LEVEL" "AGGREGATOR_LOG_FORMAT" }}
-{{- $kafka := list "AGGREGATOR_KAFKA_BROKERS" "AGGREGATOR_KAFKA_TOPIC" "AGGREGATOR_KAFKA_DLQ_TOPIC" "AGGREGATOR_KAFKA_PARTITIONS" "AGGREGATOR_KAFKA_REPLICATION_FACTOR" "AGGREGATOR_KAFKA_BATCH_TIMEOUT" }}
-{{- $limits := list "AGGREGATOR_MAX_BODY_BYTES" "AGGREGATOR_MAX_EVENTS" "AGGREGATOR_MAX_PAYLOAD_BYTES" "AGGREGATOR_PUBLISH_TIMEOUT" }}
+{{- $log := list "AGGREGATOR_LOG_LEVEL" "AGGREGATOR_LOG_FORMAT" "AGGREGATOR_SHUTDOWN_DELAY" "AGGREGATOR_SHUTDOWN_TIMEOUT" }}
+{{- $kafka := list "AGGREGATOR_KAFKA_BROKERS" "AGGREGATOR_KAFKA_TOPIC" "AGGREGATOR_KAFKA_DLQ_TOPIC" "AGGREGATOR_KAFKA_PARTITIONS" "AGGREGATOR_KAFKA_REPLICATION_FACTOR" "AGGREGATOR_KAFKA_BATCH_TIMEOUT" "AGGREGATOR_KAFKA_CREATE_TOPICS" "AGGREGATOR_KAFKA_MIN_INSYNC_REPLICAS" "AGGREGATOR_KAFKA_TLS" "AGGREGATOR_KAFKA_TLS_CA_FILE" "AGGREGATOR_KAFKA_TLS_SERVER_NAME" "AGGREGATOR_KAFKA_TLS_INSECURE_SKIP_VERIFY" "AGGREGATOR_KAFKA_SASL_MECHANISM" "AGGREGATOR_KAFKA_SASL_USERNAME" }}
+{{- $limits := list "AGGREGATOR_MAX_BODY_BYTES" "AGGREGATOR_MAX_EVENTS" "AGGREGATOR_MAX_PAYLOAD_BYTES" "AGGREGATOR_PUBLISH_TIMEOUT" "AGGREGATOR_RATE_LIMIT" "AGGREGATOR_RATE_BURST" }}
 {{- $consumer := list "AGGREGATOR_KAFKA_GROUP" "AGGREGATOR_BATCH_SIZE" "AGGREGATOR_BATCH_LINGER" }}
-{{- $redis := list "AGGREGATOR_LEASE_TTL" "AGGREGATOR_DEDUP_WINDOW" }}
-{{- $postgres := list "AGGREGATOR_POSTGRES_MAX_CONNS" }}
+{{- $redis := list "AGGREGATOR_LEASE_TTL" "AGGREGATOR_DEDUP_WINDOW" "AGGREGATOR_REDIS_TLS_CA_FILE" }}
+{{- $postgres := list "AGGREGATOR_POSTGRES_MAX_CONNS" "AGGREGATOR_POSTGRES_STATEMENT_TIMEOUT" "AGGREGATOR_POSTGRES_LOCK_TIMEOUT" "AGGREGATOR_POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT" }}
 {{- if eq . "ingest" }}
 {{- concat $log $limits $kafka | toJson }}
 {{- else if eq . "worker" }}
@@ -118,11 +119,84 @@ Secret settings of each binary: env name -> key in secret.keys.
 */}}
 {{- define "event-aggregator.secretKeys" -}}
 {{- if eq . "ingest" }}
-{{- dict "AGGREGATOR_API_KEYS" "apiKeys" | toJson }}
+{{- dict "AGGREGATOR_API_KEYS" "apiKeys" "AGGREGATOR_KAFKA_SASL_PASSWORD" "kafkaSaslPassword" | toJson }}
 {{- else if eq . "worker" }}
-{{- dict "AGGREGATOR_API_KEYS" "apiKeys" "AGGREGATOR_POSTGRES_URL" "postgresUrl" "AGGREGATOR_REDIS_URL" "redisUrl" | toJson }}
+{{- dict "AGGREGATOR_API_KEYS" "apiKeys" "AGGREGATOR_POSTGRES_URL" "postgresUrl" "AGGREGATOR_REDIS_URL" "redisUrl" "AGGREGATOR_KAFKA_SASL_PASSWORD" "kafkaSaslPassword" | toJson }}
 {{- else if eq . "query" }}
 {{- dict "AGGREGATOR_API_KEYS" "apiKeys" "AGGREGATOR_POSTGRES_URL" "postgresUrl" | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the chart mounts files: the CA bundle, client certificates, the SASL password and
+the API key file.
+*/}}
+{{- define "event-aggregator.mountRoot" -}}/etc/event-aggregator{{- end }}
+
+{{/*
+Settings that name files the chart mounts (empty when nothing is mounted). Call with
+(dict "ctx" $ "component" "ingest").
+*/}}
+{{- define "event-aggregator.fileEnv" -}}
+{{- $v := .ctx.Values }}
+{{- $root := include "event-aggregator.mountRoot" . }}
+{{- $env := dict }}
+{{- if or (eq .component "ingest") (eq .component "worker") }}
+{{- $_ := set $env "AGGREGATOR_KAFKA_TLS_CERT_FILE" (ternary (printf "%s/kafka-client/tls.crt" $root) "" (ne $v.kafka.tls.clientCertSecret "")) }}
+{{- $_ := set $env "AGGREGATOR_KAFKA_TLS_KEY_FILE" (ternary (printf "%s/kafka-client/tls.key" $root) "" (ne $v.kafka.tls.clientCertSecret "")) }}
+{{- $_ := set $env "AGGREGATOR_KAFKA_SASL_PASSWORD_FILE" (ternary (printf "%s/kafka-sasl/%s" $root $v.kafka.sasl.passwordKey) "" (ne $v.kafka.sasl.existingSecret "")) }}
+{{- end }}
+{{- if eq .component "worker" }}
+{{- $_ := set $env "AGGREGATOR_REDIS_TLS_CERT_FILE" (ternary (printf "%s/redis-client/tls.crt" $root) "" (ne $v.redis.tls.clientCertSecret "")) }}
+{{- $_ := set $env "AGGREGATOR_REDIS_TLS_KEY_FILE" (ternary (printf "%s/redis-client/tls.key" $root) "" (ne $v.redis.tls.clientCertSecret "")) }}
+{{- end }}
+{{- if or (eq .component "ingest") (eq .component "query") }}
+{{- $_ := set $env "AGGREGATOR_API_KEYS_FILE" (ternary (printf "%s/api-keys/%s" $root $v.config.apiKeysFile.key) "" (ne $v.config.apiKeysFile.existingSecret "")) }}
+{{- end }}
+{{- toJson $env }}
+{{- end }}
+
+{{/*
+Volumes (or, with "mounts", volume mounts) of the files a component reads. Call with
+(dict "ctx" $ "component" "ingest" "mounts" true).
+*/}}
+{{- define "event-aggregator.fileVolumes" -}}
+{{- $v := .ctx.Values }}
+{{- $root := include "event-aggregator.mountRoot" . }}
+{{- $vols := list }}
+{{- if $v.caBundle.secretName }}
+{{- $vols = append $vols (dict "name" "ca-bundle" "path" "ca" "volume" (dict "secret" (dict "secretName" $v.caBundle.secretName))) }}
+{{- else if $v.caBundle.configMapName }}
+{{- $vols = append $vols (dict "name" "ca-bundle" "path" "ca" "volume" (dict "configMap" (dict "name" $v.caBundle.configMapName))) }}
+{{- end }}
+{{- if or (eq .component "ingest") (eq .component "worker") }}
+{{- with $v.kafka.tls.clientCertSecret }}
+{{- $vols = append $vols (dict "name" "kafka-client" "path" "kafka-client" "volume" (dict "secret" (dict "secretName" . "defaultMode" 288))) }}
+{{- end }}
+{{- with $v.kafka.sasl.existingSecret }}
+{{- $vols = append $vols (dict "name" "kafka-sasl" "path" "kafka-sasl" "volume" (dict "secret" (dict "secretName" . "defaultMode" 288))) }}
+{{- end }}
+{{- end }}
+{{- if eq .component "worker" }}
+{{- with $v.redis.tls.clientCertSecret }}
+{{- $vols = append $vols (dict "name" "redis-client" "path" "redis-client" "volume" (dict "secret" (dict "secretName" . "defaultMode" 288))) }}
+{{- end }}
+{{- end }}
+{{- if or (eq .component "ingest") (eq .component "query") }}
+{{- with $v.config.apiKeysFile.existingSecret }}
+{{- /* A directory mount, not subPath: the kubelet updates it and the binaries reload the file. */}}
+{{- $vols = append $vols (dict "name" "api-keys" "path" "api-keys" "volume" (dict "secret" (dict "secretName" . "defaultMode" 288))) }}
+{{- end }}
+{{- end }}
+{{- range $vols }}
+{{- if $.mounts }}
+- name: {{ .name }}
+  mountPath: {{ printf "%s/%s" $root .path }}
+  readOnly: true
+{{- else }}
+- name: {{ .name }}
+  {{- toYaml .volume | nindent 2 }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -147,18 +221,22 @@ Environment of a component's container. Call with (dict "ctx" $ "component" "ing
       name: {{ $configMap }}
       key: {{ . }}
 {{- end }}
+{{- range $env, $path := include "event-aggregator.fileEnv" . | fromJson }}
+- name: {{ $env }}
+  value: {{ $path | quote }}
+{{- end }}
 {{- range $env, $key := include "event-aggregator.secretKeys" .component | fromJson }}
 - name: {{ $env }}
   valueFrom:
     secretKeyRef:
       name: {{ include "event-aggregator.secretName" $ctx }}
       key: {{ index $ctx.Values.secret.keys $key }}
-      {{- if eq $key "apiKeys" }}
-      # No key, no authentication.
+      {{- if or (eq $key "apiKeys") (eq $key "kafkaSaslPassword") }}
+      # Optional: no key, no authentication.
       optional: true
       {{- end }}
 {{- end }}
-{{ include "event-aggregator.runtimeEnv" (dict "ctx" $ctx "container" .component) }}
+{{- include "event-aggregator.runtimeEnv" (dict "ctx" $ctx "resources" $values.resources) }}
 {{- include "event-aggregator.otelEnv" . }}
 {{- with $ctx.Values.extraEnv }}
 {{ toYaml . }}
@@ -169,16 +247,33 @@ Environment of a component's container. Call with (dict "ctx" $ "component" "ing
 {{- end }}
 
 {{/*
-Go runtime settings: the soft memory limit follows the container's memory limit, so the
-GC works harder before the kernel kills the pod.
+A memory quantity (e.g. 512Mi, 1G, 268435456) in bytes; only the suffixes the schema admits.
+*/}}
+{{- define "event-aggregator.bytes" -}}
+{{- $q := toString . }}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $unit := trimPrefix $num $q }}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if or (not $num) (not (hasKey $units $unit)) }}
+{{- fail (printf "memory quantity %q: want a number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" $q) }}
+{{- end }}
+{{- mulf (float64 $num) (index $units $unit) | floor | int64 }}
+{{- end }}
+
+{{/*
+Go runtime settings: the soft memory limit is a share of the container's memory limit
+(config.goMemLimitPercent), so the GC works harder before the kernel kills the pod and
+memory outside the Go heap (stacks, buffers of cgo-free libraries, the runtime) has room.
+No limit, no GOMEMLIMIT. Call with (dict "ctx" $ "resources" <resources>).
 */}}
 {{- define "event-aggregator.runtimeEnv" -}}
+{{- $limit := dig "limits" "memory" "" (.resources | default dict) }}
+{{- if $limit }}
+{{- $bytes := include "event-aggregator.bytes" $limit | float64 }}
+{{- $mib := divf (mulf $bytes .ctx.Values.config.goMemLimitPercent) (mulf 100 1048576) | floor | int64 }}
 - name: GOMEMLIMIT
-  valueFrom:
-    resourceFieldRef:
-      containerName: {{ .container }}
-      resource: limits.memory
-      divisor: "1"
+  value: {{ printf "%dMiB" $mib | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -209,21 +304,39 @@ OpenTelemetry settings of a component (the standard OTEL_* variables).
 {{- end }}
 
 {{/*
+A probe: the chart's settings with the component's overrides merged over them.
+Call with (dict "default" <probe> "override" <probe>).
+*/}}
+{{- define "event-aggregator.probe" -}}
+{{- toYaml (mergeOverwrite (deepCopy .default) (.override | default dict)) }}
+{{- end }}
+
+{{/*
 Pod-level settings shared by every Deployment. Call with (dict "ctx" $ "component" "ingest").
 */}}
 {{- define "event-aggregator.podSpec" -}}
 {{- $ctx := .ctx }}
 {{- $values := index $ctx.Values .component -}}
+{{- include "event-aggregator.validate" $ctx -}}
 serviceAccountName: {{ include "event-aggregator.serviceAccountName" $ctx }}
 # The binaries never call the Kubernetes API.
 automountServiceAccountToken: false
 # Service links would add *_SERVICE_HOST/*_PORT variables nothing reads.
 enableServiceLinks: false
+# More than the shutdown delay plus timeout of the binary (checked at render time). No
+# preStop hook: on SIGTERM the binary itself turns unready and keeps serving for the delay.
 terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 securityContext:
   {{- toYaml $ctx.Values.podSecurityContext | nindent 2 }}
 {{- with $ctx.Values.image.pullSecrets }}
 imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.initContainers }}
+initContainers:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 containers:
@@ -237,26 +350,17 @@ containers:
         protocol: TCP
     env:
       {{- include "event-aggregator.env" . | nindent 6 }}
+    {{- with $values.extraEnvFrom }}
+    envFrom:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- $http := dict "path" "/healthz" "port" "http" }}
     startupProbe:
-      httpGet:
-        path: /healthz
-        port: http
-      periodSeconds: 2
-      failureThreshold: 30
+      {{- include "event-aggregator.probe" (dict "default" (dict "httpGet" $http "periodSeconds" 2 "failureThreshold" 30) "override" $values.probes.startup) | nindent 6 }}
     livenessProbe:
-      httpGet:
-        path: /healthz
-        port: http
-      periodSeconds: 10
-      timeoutSeconds: 2
-      failureThreshold: 3
+      {{- include "event-aggregator.probe" (dict "default" (dict "httpGet" $http "periodSeconds" 10 "timeoutSeconds" 2 "failureThreshold" 3) "override" $values.probes.liveness) | nindent 6 }}
     readinessProbe:
-      httpGet:
-        path: /readyz
-        port: http
-      periodSeconds: 5
-      timeoutSeconds: 2
-      failureThreshold: 2
+      {{- include "event-aggregator.probe" (dict "default" (dict "httpGet" (dict "path" "/readyz" "port" "http") "periodSeconds" 5 "timeoutSeconds" 2 "failureThreshold" 2) "override" $values.probes.readiness) | nindent 6 }}
     resources:
       {{- toYaml $values.resources | nindent 6 }}
     securityContext:
@@ -264,11 +368,19 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- include "event-aggregator.fileVolumes" (dict "ctx" $ctx "component" .component "mounts" true) | nindent 6 }}
+      {{- with $values.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
 volumes:
   # The root filesystem is read-only; /tmp stays writable for the Go runtime and libraries.
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+  {{- include "event-aggregator.fileVolumes" (dict "ctx" $ctx "component" .component "mounts" false) | nindent 2 }}
+  {{- with $values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- with $values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -281,20 +393,45 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with $values.topologySpreadConstraints }}
+{{- if $values.topologySpreadConstraints }}
 topologySpreadConstraints:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml $values.topologySpreadConstraints | nindent 2 }}
+{{- else if $ctx.Values.defaultTopologySpread }}
+# Replicas spread over nodes and zones where the cluster allows (never blocks scheduling).
+topologySpreadConstraints:
+  {{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "event-aggregator.componentSelectorLabels" (dict "ctx" $ctx "component" $.component) | nindent 8 }}
+    matchLabelKeys:
+      - pod-template-hash
+  {{- end }}
 {{- end }}
 {{- end }}
 
 {{/*
-Pod template annotations: a change of the ConfigMap or of the chart's Secret rolls the pods.
+Pod template annotations: a change of the settings a component reads (its ConfigMap keys,
+its keys of the chart's Secret) rolls that component's pods, and only them.
 */}}
 {{- define "event-aggregator.podAnnotations" -}}
 {{- $ctx := .ctx -}}
-checksum/config: {{ include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | sha256sum }}
+{{- $data := (include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | fromYaml).data }}
+{{- $mine := dict }}
+{{- range include "event-aggregator.configKeys" .component | fromJsonArray }}
+{{- $_ := set $mine . (index $data .) }}
+{{- end }}
+checksum/config: {{ toJson $mine | sha256sum }}
 {{- if not $ctx.Values.secret.existingSecret }}
-checksum/secret: {{ include (print $ctx.Template.BasePath "/secret.yaml") $ctx | sha256sum }}
+{{- $secret := include "event-aggregator.secretData" $ctx | fromYaml }}
+{{- $mySecret := dict }}
+{{- range $env, $key := include "event-aggregator.secretKeys" .component | fromJson }}
+{{- $k := index $ctx.Values.secret.keys $key }}
+{{- $_ := set $mySecret $k (get $secret $k) }}
+{{- end }}
+checksum/secret: {{ toJson $mySecret | sha256sum }}
 {{- end }}
 {{- with (index $ctx.Values .component).podAnnotations }}
 {{ toYaml . }}
@@ -305,10 +442,56 @@ checksum/secret: {{ include (print $ctx.Template.BasePath "/secret.yaml") $ctx |
 Data of the chart's Secret (also of the migration hook's own copy).
 */}}
 {{- define "event-aggregator.secretData" -}}
-{{ .Values.secret.keys.postgresUrl }}: {{ required "postgres.url is required (or secret.existingSecret)" .Values.postgres.url | b64enc | quote }}
-{{ .Values.secret.keys.redisUrl }}: {{ required "redis.url is required (or secret.existingSecret)" .Values.redis.url | b64enc | quote }}
+{{ .Values.secret.keys.postgresUrl }}: {{ required "postgres.url is required: the Postgres connection URL, e.g. postgres://user:password@host:5432/db?sslmode=verify-full (or set secret.existingSecret)" .Values.postgres.url | b64enc | quote }}
+{{ .Values.secret.keys.redisUrl }}: {{ required "redis.url is required: the Redis URL, e.g. redis://host:6379/0 (or set secret.existingSecret)" .Values.redis.url | b64enc | quote }}
 {{- with .Values.config.apiKeys }}
 {{ $.Values.secret.keys.apiKeys }}: {{ join "," . | b64enc | quote }}
+{{ $.Values.secret.keys.testApiKey }}: {{ first . | b64enc | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks across values that the schema cannot express; a failed check stops the render
+with a message naming the values.
+*/}}
+{{- define "event-aggregator.validate" -}}
+{{- $v := .Values }}
+{{- $partitions := int $v.kafka.partitions }}
+{{- $hpa := $v.worker.autoscaling }}
+{{- if and $hpa.enabled (not $v.worker.keda.enabled) }}
+{{- if gt (int $hpa.minReplicas) (int $hpa.maxReplicas) }}
+{{- fail (printf "worker.autoscaling.minReplicas (%v) is above worker.autoscaling.maxReplicas (%v)" $hpa.minReplicas $hpa.maxReplicas) }}
+{{- end }}
+{{- if gt (int $hpa.maxReplicas) $partitions }}
+{{- fail (printf "worker.autoscaling.maxReplicas (%v) is above kafka.partitions (%v): a worker without a partition idles" $hpa.maxReplicas $partitions) }}
+{{- end }}
+{{- end }}
+{{- if $v.worker.keda.enabled }}
+{{- if gt (int $v.worker.keda.minReplicaCount) (int $v.worker.keda.maxReplicaCount) }}
+{{- fail (printf "worker.keda.minReplicaCount (%v) is above worker.keda.maxReplicaCount (%v)" $v.worker.keda.minReplicaCount $v.worker.keda.maxReplicaCount) }}
+{{- end }}
+{{- if and (or $v.kafka.tls.enabled (ne $v.kafka.sasl.mechanism "none")) (not $v.worker.keda.authenticationRef) }}
+{{- fail "worker.keda.authenticationRef is required with kafka.tls or kafka.sasl: KEDA reads the lag from Kafka itself and needs a TriggerAuthentication with the same TLS and SASL settings" }}
+{{- end }}
+{{- if gt (int $v.worker.keda.maxReplicaCount) $partitions }}
+{{- fail (printf "worker.keda.maxReplicaCount (%v) is above kafka.partitions (%v): a worker without a partition idles" $v.worker.keda.maxReplicaCount $partitions) }}
+{{- end }}
+{{- end }}
+{{- if and (not $hpa.enabled) (not $v.worker.keda.enabled) (gt (int $v.worker.replicas) $partitions) }}
+{{- fail (printf "worker.replicas (%v) is above kafka.partitions (%v): a worker without a partition idles" $v.worker.replicas $partitions) }}
+{{- end }}
+{{- if gt (int $v.ingest.maxPayloadBytes) (int64 $v.ingest.maxBodyBytes) }}
+{{- fail (printf "ingest.maxPayloadBytes (%v) is above ingest.maxBodyBytes (%v)" $v.ingest.maxPayloadBytes $v.ingest.maxBodyBytes) }}
+{{- end }}
+{{- $stop := add $v.config.shutdownDelaySeconds $v.config.shutdownTimeoutSeconds }}
+{{- range list "ingest" "worker" "query" }}
+{{- $grace := int (index $v . "terminationGracePeriodSeconds") }}
+{{- if le $grace (int $stop) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed config.shutdownDelaySeconds + config.shutdownTimeoutSeconds (%d), or the kubelet kills pods mid-drain" . $grace (int $stop)) }}
+{{- end }}
+{{- end }}
+{{- if and $v.caBundle.secretName $v.caBundle.configMapName }}
+{{- fail "caBundle: set secretName or configMapName, not both" }}
 {{- end }}
 {{- end }}
 
@@ -324,4 +507,24 @@ Egress allowed when networkPolicy.egress.enabled: DNS, then the configured rules
 {{- with .Values.networkPolicy.egress.rules }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+Scaling behaviour of the workers (HPA and KEDA): every scale step rebalances the consumer
+group, so scale-up is rate-limited and scale-down slow.
+*/}}
+{{- define "event-aggregator.scaleBehavior" -}}
+scaleUp:
+  stabilizationWindowSeconds: {{ .Values.worker.autoscaling.scaleUpStabilizationSeconds }}
+  selectPolicy: Min
+  policies:
+    - type: Pods
+      value: {{ .Values.worker.autoscaling.scaleUpPods }}
+      periodSeconds: 60
+scaleDown:
+  stabilizationWindowSeconds: 300
+  policies:
+    - type: Pods
+      value: 1
+      periodSeconds: 60
 {{- end }}
