@@ -23,6 +23,8 @@ type Aggregator struct {
 
 	KeysFile  `embed:""`
 	RateLimit `embed:""`
+
+	Retention `embed:""`
 }
 
 // Ingest accepts events over HTTP and produces them to Kafka.
@@ -45,6 +47,8 @@ type Worker struct {
 	Consumer `embed:""`
 	Postgres `embed:""`
 	Redis    `embed:""`
+
+	Retention `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -54,4 +58,6 @@ type Query struct {
 	Postgres `embed:""`
 
 	KeysFile `embed:""`
+
+	Retention `embed:""`
 }
