@@ -24,6 +24,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/retention"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
@@ -167,6 +168,11 @@ func serve(ctx context.Context, cfg *config.Worker, logw io.Writer) (err error) 
 	// The consumer finishes its in-flight batches when ctx ends.
 	g.Go(func() error { return consumer.Run(gctx) })
 	g.Go(func() error { return server.Serve(gctx, cfg.Addr, h, log, nil) })
+	// Workers take turns on a Postgres advisory lock to delete expired events.
+	g.Go(func() error {
+		retention.New(store, cfg.Policy(), cfg.RetentionBatch, log).Run(gctx, cfg.RetentionInterval)
+		return nil
+	})
 	err = g.Wait()
 	log.Info("stopped")
 	return err
