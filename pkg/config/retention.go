@@ -29,19 +29,20 @@ func (c *Retention) Policy() retention.Policy {
 }
 
 // parseTopics reads "topic=duration,...". A topic may hold '=' (the last one
-// splits) but not ','.
+// splits) but not ','; spaces around an item are ignored.
 func parseTopics(s string) (map[string]time.Duration, error) {
 	out := map[string]time.Duration{}
 	if strings.TrimSpace(s) == "" {
 		return out, nil
 	}
 	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
 		i := strings.LastIndexByte(item, '=')
 		if i <= 0 {
 			return nil, fmt.Errorf("--retention-topics: %q is not topic=duration", item)
 		}
 		topic := item[:i]
-		d, err := time.ParseDuration(strings.TrimSpace(item[i+1:]))
+		d, err := time.ParseDuration(item[i+1:])
 		if err != nil || d < 0 {
 			return nil, fmt.Errorf("--retention-topics: %q: want a duration >= 0 such as 720h", item)
 		}

@@ -186,7 +186,7 @@ func insert(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, isNew []b
 		var cols columns
 		cols, first = sortedColumns(b.Events)
 		q.Queue(insertEvents, cols.topic, cols.id, cols.ts, cols.source, cols.payload)
-		q.Queue(expiredCopies)
+		q.Queue(expiredCopies, cols.topic, cols.id)
 	}
 	br := conn.SendBatch(ctx, q)
 	defer br.Close()
