@@ -183,6 +183,12 @@ func TestKill9DuringExpire(t *testing.T) {
 	if served != rows {
 		t.Fatalf("Events serves %d, %d alive", served, rows)
 	}
+	// A commit whose events are all deleted leaves no row behind.
+	var empty int
+	if err := watch.QueryRow(ctx, `SELECT count(*) FROM event_commits c
+		WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.txid = c.txid)`).Scan(&empty); err != nil || empty != 0 {
+		t.Fatalf("%d commits without events left (%v)", empty, err)
+	}
 	// Nothing lost: every event is alive or its key remembered.
 	for i := 0; i < len(all); i += 1000 {
 		p, err := s.Persist(ctx, &process.Batch{Events: all[i:min(i+1000, len(all))]})
