@@ -282,8 +282,8 @@ func (in *inserter) insert(ctx context.Context, events []event.Event, isNew []bo
 
 // chunk inserts rowsPerInsert events in one statement. Rows inserted by one
 // statement get consecutive rowids ending at the last insert rowid (a new
-// rowid is one past the largest, and retention never deletes the largest), so when only some were new, the new ones are
-// read back by that rowid range.
+// rowid is one past the largest, and retention never deletes the largest),
+// so when only some were new, the new ones are read back by that rowid range.
 func (in *inserter) chunk(ctx context.Context, events []event.Event, isNew []bool) error {
 	in.args = in.args[:0]
 	for i := range events {
