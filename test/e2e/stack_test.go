@@ -39,7 +39,8 @@ type stackOptions struct {
 	postgresURL string
 	// ingestEnv and queryEnv are further settings of ingest and query
 	// (API keys, rate limits).
-	ingestEnv, queryEnv map[string]string
+	ingestEnv, queryEnv map[string]string	// workerEnv are further settings of the workers (retention).
+	workerEnv map[string]string
 }
 
 // stack is one isolated distributed system: its own database, events and
@@ -158,6 +159,7 @@ func (s *stack) workerEnv(addr, name string) []string {
 	m["AGGREGATOR_KAFKA_GROUP"] = s.group
 	m["AGGREGATOR_POSTGRES_URL"] = withParam(s.t, s.pgURL, "application_name", name)
 	m["AGGREGATOR_REDIS_URL"] = s.redisURL
+	maps.Copy(m, s.opts.workerEnv)
 	return serviceEnv(s.t, &config.Worker{}, m)
 }
 
