@@ -39,7 +39,9 @@ type stackOptions struct {
 	postgresURL string
 	// ingestEnv and queryEnv are further settings of ingest and query
 	// (API keys, rate limits).
-	ingestEnv, queryEnv map[string]string	// workerEnv are further settings of the workers (retention).
+	ingestEnv, queryEnv map[string]string
+
+	// workerEnv are further settings of the workers (retention).
 	workerEnv map[string]string
 }
 
