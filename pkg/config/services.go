@@ -24,6 +24,8 @@ type Aggregator struct {
 
 	KeysFile  `embed:""`
 	RateLimit `embed:""`
+
+	Retention `embed:""`
 }
 
 // Ingest accepts events over HTTP and produces them to Kafka.
@@ -50,6 +52,8 @@ type Worker struct {
 	Shutdown `embed:""`
 	PGBounds `embed:""`
 	RedisTLS `embed:""`
+
+	Retention `embed:""`
 }
 
 // Query serves the stored events and counters from Postgres.
@@ -61,4 +65,6 @@ type Query struct {
 	PGBounds `embed:""`
 
 	KeysFile `embed:""`
+
+	Retention `embed:""`
 }

@@ -13,7 +13,8 @@ const kafkaMaxRecord = 960 << 10
 
 // Validate checks the all-in-one settings; kong calls it after parsing.
 func (c *Aggregator) Validate() error {
-	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Memory.validate(), c.RateLimit.validate(), c.Shutdown.validate()}
+	errs := []error{c.HTTP.validate(), c.Limits.validate(), c.Memory.validate(), c.RateLimit.validate(),
+		c.Shutdown.validate(), c.Retention.validate()}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
@@ -31,13 +32,21 @@ func (c *Ingest) Validate() error {
 
 // Validate checks the worker settings.
 func (c *Worker) Validate() error {
-	return errors.Join(c.HTTP.validate(), c.Kafka.validate(), c.Consumer.validate(),
-		c.Postgres.validate(), c.Redis.validate(), c.Shutdown.validate(), c.PGBounds.validate(), c.RedisTLS.validate())
+	errs := []error{c.HTTP.validate(), c.Kafka.validate(), c.Consumer.validate(),
+		c.Postgres.validate(), c.Redis.validate(), c.Shutdown.validate(), c.PGBounds.validate(),
+		c.RedisTLS.validate(), c.Retention.validate()}
+	// Redis caches the store's "duplicate" verdict: a done mark that outlived
+	// the store's window would drop a copy the store would store again.
+	if w := c.StoreDedupWindow; w > 0 && c.DedupWindow > w {
+		errs = append(errs, fmt.Errorf("--dedup-window %s must not exceed --store-dedup-window %s", c.DedupWindow, w))
+	}
+	return errors.Join(errs...)
 }
 
 // Validate checks the query settings.
 func (c *Query) Validate() error {
-	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate(), c.PGBounds.validate())
+	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate(), c.PGBounds.validate(),
+		c.Retention.validate())
 }
 
 func (c *HTTP) validate() error {

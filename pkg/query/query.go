@@ -18,6 +18,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
+	"github.com/event-aggregator/event-aggregator/pkg/retention"
 )
 
 // Reader reads what the store holds.
@@ -37,14 +38,20 @@ type Handlers struct {
 	r       Reader
 	started time.Time
 	log     *slog.Logger
+	policy  *retention.Policy
+	size    SizeFunc
 }
 
 // New returns the read handlers; started is when the process started.
-func New(r Reader, started time.Time, log *slog.Logger) *Handlers {
+func New(r Reader, started time.Time, log *slog.Logger, opts ...Option) *Handlers {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handlers{r: r, started: started, log: log}
+	h := &Handlers{r: r, started: started, log: log}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 const (
@@ -173,6 +180,14 @@ type Stats struct {
 	Topics     []string  `json:"topics"`
 	Uptime     float64   `json:"uptime"`
 	StartedAt  time.Time `json:"started_at"`
+
+	// Set with WithRetention: Go duration strings, null for forever.
+	Retention       Duration            `json:"retention,omitzero"`
+	RetentionTopics map[string]Duration `json:"retention_topics,omitzero"`
+	DedupWindow     Duration            `json:"dedup_window,omitzero"`
+	// Set with WithSize, for keys that may read every topic.
+	StoredEvents *int64 `json:"stored_events,omitempty"`
+	StoreBytes   *int64 `json:"store_bytes,omitempty"`
 }
 
 // Stats serves GET /stats.
@@ -182,7 +197,8 @@ func (h *Handlers) Stats(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	counts = readable(auth.FromContext(r.Context()), counts)
+	g := auth.FromContext(r.Context())
+	counts = readable(g, counts)
 	s := Stats{Topics: make([]string, 0, len(counts)), StartedAt: h.started.UTC(),
 		Uptime: time.Since(h.started).Seconds()}
 	for _, c := range counts {
@@ -193,6 +209,10 @@ func (h *Handlers) Stats(w http.ResponseWriter, r *http.Request) {
 	}
 	// The contract promises sorted topics whatever order a store keeps.
 	slices.Sort(s.Topics)
+	if err := h.addRetention(r.Context(), g, &s); err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
 	h.writeJSON(w, r, s)
 }
 

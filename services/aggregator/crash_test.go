@@ -37,9 +37,9 @@ func freeAddr(t *testing.T) string {
 }
 
 // startProcess runs the binary and waits until it answers /readyz.
-func startProcess(t *testing.T, bin, addr, dataDir string) *exec.Cmd {
+func startProcess(t *testing.T, bin, addr, dataDir string, extra ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "--addr", addr, "--data-dir", dataDir, "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"--addr", addr, "--data-dir", dataDir, "--log-level", "warn"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start: %v", err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -25,6 +26,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
+	"github.com/event-aggregator/event-aggregator/pkg/retention"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
 	"github.com/event-aggregator/event-aggregator/pkg/store/sqlite"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
@@ -87,9 +89,12 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 			err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
 		}
 	}()
+	// Stopped before the store closes (deferred after it).
+	stopRetention := runRetention(ctx, store, cfg.Retention, log)
+	defer stopRetention()
 
 	metrics := telemetry.NewMetrics()
-	claimer := memory.New("aggregator", 30*time.Second, 24*time.Hour, cfg.ClaimCacheKeys)
+	claimer := memory.New("aggregator", 30*time.Second, claimWindow(cfg.StoreDedupWindow), cfg.ClaimCacheKeys)
 	proc := process.New(claimer, store, log, metrics, process.WithTracerProvider(tracing.Provider))
 	bus := local.New(proc)
 
@@ -107,7 +112,8 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	var drain health.Drain
 	h := api.Handler(api.Routes{
 		Publish: publish,
-		Query:   query.New(store, started, log),
+		Query: query.New(store, started, log,
+			query.WithRetention(cfg.Policy()), query.WithSize(store.Size)),
 		Ready: health.Ready(2*time.Second, map[string]health.Check{
 			"sqlite":   store.Ping,
 			"shutdown": drain.Check,
@@ -129,4 +135,26 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	bus.Close()
 	log.Info("stopped", "uptime", time.Since(started).String())
 	return err
+}
+
+// runRetention deletes expired events in the background until the returned
+// stop is called.
+func runRetention(ctx context.Context, store retention.Store, cfg config.Retention, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		retention.New(store, cfg.Policy(), cfg.RetentionBatch, log).Run(ctx, cfg.RetentionInterval)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// claimWindow is how long the in-memory claimer remembers a stored event: a
+// day, and never longer than the store's dedup window, past which a copy is
+// stored again.
+func claimWindow(storeWindow time.Duration) time.Duration {
+	if storeWindow > 0 {
+		return min(24*time.Hour, storeWindow)
+	}
+	return 24 * time.Hour
 }

@@ -103,7 +103,8 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 		return err
 	}
 	h := api.Handler(api.Routes{
-		Query:   query.New(store, started, log),
+		Query: query.New(store, started, log,
+			query.WithRetention(cfg.Policy()), query.WithSize(store.Size)),
 		Ready:   health.Ready(2*time.Second, checks),
 		Metrics: metrics.Handler(),
 		Keys:    keys,

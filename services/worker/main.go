@@ -24,6 +24,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/retention"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
 	"github.com/event-aggregator/event-aggregator/pkg/startup"
 	"github.com/event-aggregator/event-aggregator/pkg/store/postgres"
@@ -244,9 +245,19 @@ func consume(ctx context.Context, cfg *config.Worker, sec kafka.Security, log *s
 		return err
 	}
 	log.Info("worker ready", "owner", owner)
+	// Workers take turns on a Postgres advisory lock to delete expired events.
+	rctx, stopRetention := context.WithCancel(ctx)
+	retained := make(chan struct{})
+	go func() {
+		defer close(retained)
+		retention.New(store, cfg.Policy(), cfg.RetentionBatch, log).Run(rctx, cfg.RetentionInterval)
+	}()
 	// Run finishes the batches in flight when ctx ends, then leaves the
 	// group so the others take its partitions at once.
-	return consumer.Run(ctx)
+	err = consumer.Run(ctx)
+	stopRetention()
+	<-retained
+	return err
 }
 
 // workerID names this worker in its Redis leases.

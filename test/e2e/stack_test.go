@@ -43,6 +43,9 @@ type stackOptions struct {
 	// env adds settings to every worker and the query service (TLS files,
 	// session bounds).
 	env map[string]string
+
+	// workerEnv are further settings of the workers (retention).
+	workerEnv map[string]string
 }
 
 // stack is one isolated distributed system: its own database, events and
@@ -164,6 +167,7 @@ func (s *stack) workerEnv(addr, name string) []string {
 	m["AGGREGATOR_POSTGRES_URL"] = withParam(s.t, s.pgURL, "application_name", name)
 	m["AGGREGATOR_REDIS_URL"] = s.redisURL
 	maps.Copy(m, s.env)
+	maps.Copy(m, s.opts.workerEnv)
 	return serviceEnv(s.t, &config.Worker{}, m)
 }
 

@@ -106,9 +106,9 @@ come from the Secret.
 {{- if eq . "ingest" }}
 {{- concat $log $limits $kafka | toJson }}
 {{- else if eq . "worker" }}
-{{- concat $log $kafka $consumer $postgres $redis | toJson }}
+{{- concat $log $kafka $consumer $postgres $redis (include "event-aggregator.retentionKeys" . | fromJsonArray) | toJson }}
 {{- else if eq . "query" }}
-{{- concat $log $postgres | toJson }}
+{{- concat $log $postgres (include "event-aggregator.retentionKeys" . | fromJsonArray) | toJson }}
 {{- else }}
 {{- fail (printf "unknown component %q" .) }}
 {{- end }}
@@ -527,4 +527,22 @@ scaleDown:
     - type: Pods
       value: 1
       periodSeconds: 60
+{{- end }}
+
+{{/*
+Retention settings: the worker applies them, the query service shows them in /stats.
+*/}}
+{{- define "event-aggregator.retentionKeys" -}}
+{{- list "AGGREGATOR_RETENTION" "AGGREGATOR_RETENTION_TOPICS" "AGGREGATOR_STORE_DEDUP_WINDOW" "AGGREGATOR_RETENTION_INTERVAL" "AGGREGATOR_RETENTION_BATCH" | toJson }}
+{{- end }}
+
+{{/*
+retention.topics (a map topic -> duration) as AGGREGATOR_RETENTION_TOPICS reads it.
+*/}}
+{{- define "event-aggregator.retentionTopics" -}}
+{{- $items := list }}
+{{- range $topic, $d := .Values.retention.topics }}
+{{- $items = append $items (printf "%s=%s" $topic $d) }}
+{{- end }}
+{{- join "," $items }}
 {{- end }}

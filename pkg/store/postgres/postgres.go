@@ -140,7 +140,8 @@ const (
 )
 
 // Persist writes the batch's new rows, its counters and its offset in one
-// transaction. The unique key on (topic, event_id) decides what is new.
+// transaction. The unique key on (topic, event_id) decides what is new, and
+// a key remembered from an event retention deleted makes a duplicate too.
 func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
 	out := process.Persisted{New: make([]bool, len(b.Events))}
 	if len(b.Events) == 0 && len(b.Dropped) == 0 && b.Offset == nil {
@@ -185,6 +186,7 @@ func insert(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, isNew []b
 		var cols columns
 		cols, first = sortedColumns(b.Events)
 		q.Queue(insertEvents, cols.topic, cols.id, cols.ts, cols.source, cols.payload)
+		q.Queue(expiredCopies, cols.topic, cols.id)
 	}
 	br := conn.SendBatch(ctx, q)
 	defer br.Close()
@@ -226,6 +228,13 @@ func insert(ctx context.Context, conn *pgxpool.Conn, b *process.Batch, isNew []b
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("insert events: %w", err)
+	}
+	copies, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("drop late copies: %w", err)
+	}
+	if err := dropExpiredCopies(copies, first, isNew); err != nil {
+		return err
 	}
 	if err := br.Close(); err != nil {
 		return fmt.Errorf("insert events: %w", err)

@@ -133,8 +133,20 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 			}
 		}
 		isNew := make([]bool, len(b.Events))
+		var last int64
+		checkKept := s.keysKept.Load() && len(b.Events) > 0
+		if checkKept {
+			if last, err = lastSeq(ctx, tx); err != nil {
+				return nil, err
+			}
+		}
 		if err := ins.insert(ctx, b.Events, isNew); err != nil {
 			return nil, err
+		}
+		if checkKept {
+			if err := dropLateCopies(ctx, tx, last, b.Events, isNew); err != nil {
+				return nil, err
+			}
 		}
 		for j := range b.Events {
 			c := count(b.Events[j].Topic)
@@ -202,6 +214,11 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // recordOffset moves the partition's stored offset from o.From to o.Next
 // (inserts it, for the first batch of a partition); fenced reports that
 // another consumer already moved it, or that the store has none to move.
@@ -264,9 +281,9 @@ func (in *inserter) insert(ctx context.Context, events []event.Event, isNew []bo
 }
 
 // chunk inserts rowsPerInsert events in one statement. Rows inserted by one
-// statement get consecutive rowids ending at the last insert rowid (the
-// table is never deleted from), so when only some were new, the new ones are
-// read back by that rowid range.
+// statement get consecutive rowids ending at the last insert rowid (a new
+// rowid is one past the largest, and retention never deletes the largest),
+// so when only some were new, the new ones are read back by that rowid range.
 func (in *inserter) chunk(ctx context.Context, events []event.Event, isNew []bool) error {
 	in.args = in.args[:0]
 	for i := range events {

@@ -39,6 +39,10 @@ type Store struct {
 	written   chan struct{} // closed when the writer has stopped
 	closeOnce sync.Once
 	commits   atomic.Int64 // transactions committed, for tests
+	path      string
+	// keysKept is set once retention has kept a key of a deleted event:
+	// group commits then check their new rows against the kept keys.
+	keysKept atomic.Bool
 	// beforeCommit, when set by a test, runs before each group's transaction.
 	beforeCommit func()
 }
@@ -113,11 +117,17 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{w: w, queue: make(chan *pending, queueBatches),
-		closing: make(chan struct{}), written: make(chan struct{})}
+		closing: make(chan struct{}), written: make(chan struct{}), path: path}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
+	kept, err := keysKeptAtOpen(ctx, w)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	s.keysKept.Store(kept)
 	r, err := sql.Open("sqlite", dsn+fmt.Sprintf("&_pragma=query_only(1)&_pragma=cache_size(-%d)", readerCacheBytes/kibibyte))
 	if err != nil {
 		w.Close()

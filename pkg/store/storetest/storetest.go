@@ -23,6 +23,11 @@ type Store interface {
 	Offsets(ctx context.Context, topic string) (map[int]int64, error)
 	// Rows counts the stored events.
 	Rows(ctx context.Context) (int64, error)
+	// Expire, Forget: retention (pkg/retention).
+	Expire(ctx context.Context, topic string, cutoff time.Time, keepKeys bool, limit int) (int, error)
+	Forget(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// Deleted counts the events retention deleted.
+	Deleted(ctx context.Context) (int64, error)
 }
 
 // Subject is one fresh, empty, migrated store under test.
@@ -61,6 +66,10 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		{"EmptyBatches", testEmptyBatches},
 		{"CancelledBefore", testCancelledBefore},
 		{"CancelledDuring", testCancelledDuring},
+		{"Expire", testExpire},
+		{"ExpireWithoutKeys", testExpireWithoutKeys},
+		{"ExpireCursor", testExpireCursor},
+		{"ExpireWhilePersisting", testExpireWhilePersisting},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -78,8 +87,8 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 }
 
 // checkInvariants asserts what holds at every instant: received == unique +
-// duplicates per topic, unique == stored rows, topics sorted byte-wise, and
-// the pages of Events hold every row once.
+// duplicates per topic, unique == stored rows + rows retention deleted,
+// topics sorted byte-wise, and the pages of Events hold every row once.
 func checkInvariants(t *testing.T, s Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -104,8 +113,12 @@ func checkInvariants(t *testing.T, s Store) {
 	if err != nil {
 		t.Fatalf("Rows: %v", err)
 	}
-	if unique != rows {
-		t.Errorf("unique_processed %d != stored rows %d", unique, rows)
+	deleted, err := s.Deleted(ctx)
+	if err != nil {
+		t.Fatalf("Deleted: %v", err)
+	}
+	if unique != rows+deleted {
+		t.Errorf("unique_processed %d != stored rows %d + deleted %d", unique, rows, deleted)
 	}
 	if all := readAll(t, s, "", 1000); int64(len(all)) != rows {
 		t.Errorf("Events pages hold %d events, Rows says %d", len(all), rows)
