@@ -54,4 +54,5 @@ type Query struct {
 	Postgres `embed:""`
 
 	KeysFile `embed:""`
+	Console  `embed:""`
 }

@@ -37,7 +37,7 @@ func (c *Worker) Validate() error {
 
 // Validate checks the query settings.
 func (c *Query) Validate() error {
-	return errors.Join(c.HTTP.validate(), c.Postgres.validate())
+	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Console.validate())
 }
 
 func (c *HTTP) validate() error {

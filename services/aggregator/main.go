@@ -20,6 +20,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/bus/local"
 	"github.com/event-aggregator/event-aggregator/pkg/claim/memory"
 	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
@@ -105,6 +106,9 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"sqlite": store.Ping}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
+		// SQLite's unique key is the judge of duplicates, so the window is
+		// the store's lifetime whatever the claimer's cache remembers.
+		Console: console.New(console.Options{Mode: console.AllInOne, Store: store, Log: log}),
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, ready)

@@ -16,6 +16,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/api"
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
@@ -94,7 +95,11 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 		Ready:   health.Ready(2*time.Second, map[string]health.Check{"postgres": store.Ping}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
-		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
+		// Postgres' unique key judges duplicates for as long as rows are
+		// kept; Redis only remembers recent keys to spare it work.
+		Console: console.New(console.Options{Mode: console.Distributed, Store: store,
+			WorkerMetrics: cfg.WorkerMetricsURLs, Log: log}),
+		Wrap: telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, nil)
 	log.Info("stopped", "uptime", time.Since(started).String())
