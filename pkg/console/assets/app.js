@@ -145,7 +145,9 @@
   }
 
   function renderChart(r) {
-    const W = 600, H = 180, chart = $('chart');
+    // Drawn at the element's own width, so text is never stretched.
+    const chart = $('chart'), W = Math.max(200, Math.round(chart.getBoundingClientRect().width) || 600), H = 180;
+    chart.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const end = r.length ? r[r.length - 1].t : 0;
     const max = Math.max(1, ...r.map((p) => Math.max(p.received, p.duplicates)));
     const x = (t) => W - ((end - t) / WINDOW_S) * W;
@@ -154,9 +156,12 @@
     for (const f of [0.25, 0.5, 0.75, 1]) {
       nodes.push(svg('line', { class: 'grid', x1: 0, x2: W, y1: y(max * f), y2: y(max * f) }));
     }
-    const label = svg('text', { x: 4, y: 12 });
-    label.textContent = dec.format(max) + ' /s';
-    nodes.push(label);
+    for (const [text, attrs] of [[dec.format(max) + ' /s', { x: 4, y: 12 }],
+      [`−${WINDOW_S / 60} min`, { x: 4, y: H - 6 }], ['now', { x: W - 4, y: H - 6, 'text-anchor': 'end' }]]) {
+      const label = svg('text', attrs);
+      label.textContent = text;
+      nodes.push(label);
+    }
     for (const [field, cls] of [['received', 'ingest'], ['duplicates', 'dup']]) {
       const pts = r.map((p) => `${x(p.t).toFixed(1)},${y(p[field]).toFixed(1)}`).join(' ');
       nodes.push(svg('polyline', { class: cls, points: pts }));
@@ -277,7 +282,7 @@
     if (!paused && !needKey && timer === null) timer = setTimeout(refresh, POLL_MS);
   }
 
-  async function loadPage(cursor) {
+  async function loadPage(cursor, byUser) {
     page.loaded = true;
     const q = new URLSearchParams({ limit: String(page.limit) });
     if (page.topic) q.set('topic', page.topic);
@@ -320,8 +325,9 @@
     setText('events-status', `Page ${page.number} of ${where}: ${res.count} events` +
       (page.next ? '; more after these.' : '; the last page.'));
     $('event-detail').hidden = true;
-    // A disabled button loses focus to the body: keep the reader in place.
-    if (document.activeElement === document.body || document.activeElement?.disabled) $('events-status').focus();
+    // The button pressed may now be disabled, which drops focus to the body:
+    // keep the reader at the new page instead.
+    if (byUser && (document.activeElement === document.body || document.activeElement?.disabled)) $('events-status').focus();
   }
 
   function showEvent(ev, opener) {
@@ -365,10 +371,10 @@
       e.preventDefault();
       page.topic = $('topic-filter').value;
       page.limit = Number($('page-size').value);
-      loadPage('');
+      loadPage('', true);
     });
-    $('next-page').addEventListener('click', () => { if (page.next) loadPage(page.next); });
-    $('first-page').addEventListener('click', () => loadPage(''));
+    $('next-page').addEventListener('click', () => { if (page.next) loadPage(page.next, true); });
+    $('first-page').addEventListener('click', () => loadPage('', true));
     $('close-detail').addEventListener('click', () => {
       $('event-detail').hidden = true;
       if (page.opener && page.opener.isConnected) page.opener.focus();
