@@ -3,7 +3,8 @@
 #
 #   scripts/deps/chromium.sh up|status|env
 #
-# up installs Debian's chromium (and nodejs/npm when missing) with apt, then
+# up installs Debian's chromium (and nodejs/npm when missing; Node.js 20 or
+# later is needed) with apt, then
 # the pinned driver of test/console (npm ci, from its package-lock.json). It
 # starts no server: the test launches its own browser. env prints
 # AGGREGATOR_CHROMIUM, the browser the test drives.
@@ -26,6 +27,11 @@ cmd_up() {
 		apt_install "${missing[@]}"
 	fi
 	[[ -x $CHROMIUM ]] || die "$CHROMIUM missing after install"
+	# The driver (playwright-core) needs Node.js 20 or later; Debian 12's own
+	# nodejs is 18, so a machine with only that one fails here, clearly.
+	local major
+	major=$(node -p 'process.versions.node.split(".")[0]')
+	((major >= 20)) || die "the browser test needs Node.js 20 or later; found $(node --version)"
 	# npm ci only when the lock file changed since the last install.
 	local stamp="$TEST_DIR/node_modules/.installed-lock"
 	if ! cmp -s "$TEST_DIR/package-lock.json" "$stamp" 2>/dev/null; then
