@@ -9,6 +9,7 @@ import (
 	"context"
 	"embed"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -42,10 +43,13 @@ type Options struct {
 	// duplicate; 0 is forever.
 	DedupWindow time.Duration
 	// WorkerMetrics are the /metrics URLs of the workers, whose
-	// aggregator_kafka_consumer_lag gauges make the lag table.
+	// aggregator_kafka_consumer_lag gauges make the lag table. A URL
+	// starting with "dns+" stands for every address its host resolves to.
 	WorkerMetrics []string
 	Client        *http.Client // for WorkerMetrics; nil is a 2 s client
-	Log           *slog.Logger
+	// LookupHost resolves the "dns+" names; nil is the system resolver.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+	Log        *slog.Logger
 }
 
 // Console serves the page and its info.
@@ -60,6 +64,9 @@ func New(o Options) *Console {
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 2 * time.Second}
+	}
+	if o.LookupHost == nil {
+		o.LookupHost = net.DefaultResolver.LookupHost
 	}
 	if o.Mode == "" {
 		o.Mode = AllInOne

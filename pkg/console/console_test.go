@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +109,8 @@ func TestLagFromTheWorkers(t *testing.T) {
 	_, got := info(t, http.HandlerFunc(c.Info), "")
 	host := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 	want := &console.Lag{
-		Partitions:  []console.PartitionLag{{0, 0, host(w1)}, {1, 42, host(w2)}, {2, 9, host(w2)}},
+		Partitions: []console.PartitionLag{{Partition: 0, Lag: 0, Worker: host(w1)}, {Partition: 1, Lag: 42, Worker: host(w2)},
+			{Partition: 2, Lag: 9, Worker: host(w2)}},
 		Unreachable: []string{host(broken), host(down)},
 	}
 	if !reflect.DeepEqual(got.ConsumerLag, want) {
@@ -140,5 +144,43 @@ func TestAssets(t *testing.T) {
 			!strings.Contains(h.Get("Content-Security-Policy"), "script-src 'self'") || h.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("%s: %d %v", a.ctype, rec.Code, h)
 		}
+	}
+}
+
+// TestLagThroughAName: a "dns+" URL reads every address its name resolves
+// to, as a headless Service's name lists its pods.
+func TestLagThroughAName(t *testing.T) {
+	serve := func(addr, body string) net.Listener {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listen %s: %v", addr, err)
+		}
+		s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("# TYPE aggregator_kafka_consumer_lag gauge\n" + body))
+		})}
+		go func() { _ = s.Serve(ln) }()
+		t.Cleanup(func() { _ = s.Close() })
+		return ln
+	}
+	// Two pods on one port, at two loopback addresses.
+	first := serve("127.0.0.1:0", "aggregator_kafka_consumer_lag{partition=\"0\"} 5\n")
+	port := first.Addr().(*net.TCPAddr).Port
+	serve(net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), "aggregator_kafka_consumer_lag{partition=\"1\"} 6\n")
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		if host == "workers.test" {
+			return []string{"127.0.0.2", "127.0.0.1"}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	c := console.New(console.Options{Mode: console.Distributed, Store: sizer{n: 1}, LookupHost: lookup,
+		WorkerMetrics: []string{fmt.Sprintf("dns+http://workers.test:%d/metrics", port), "dns+http://gone.test:8082/metrics"}})
+	_, got := info(t, http.HandlerFunc(c.Info), "")
+	p := strconv.Itoa(port)
+	want := &console.Lag{
+		Partitions:  []console.PartitionLag{{Partition: 0, Lag: 5, Worker: "127.0.0.1:" + p}, {Partition: 1, Lag: 6, Worker: "127.0.0.2:" + p}},
+		Unreachable: []string{"gone.test:8082"},
+	}
+	if !reflect.DeepEqual(got.ConsumerLag, want) {
+		t.Errorf("lag %+v, want %+v", got.ConsumerLag, want)
 	}
 }

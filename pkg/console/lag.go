@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/common/expfmt"
@@ -42,16 +44,17 @@ func (c *Console) lag(ctx context.Context) *Lag {
 		parts  map[int]int64
 		err    error
 	}
-	results := make([]result, len(c.o.WorkerMetrics))
+	urls, unresolved := c.targets(ctx)
+	results := make([]result, len(urls))
 	var wg sync.WaitGroup
-	for i, u := range c.o.WorkerMetrics {
+	for i, u := range urls {
 		wg.Go(func() {
 			parts, err := c.scrape(ctx, u)
 			results[i] = result{worker: hostOf(u), parts: parts, err: err}
 		})
 	}
 	wg.Wait()
-	out := &Lag{Partitions: []PartitionLag{}, Unreachable: []string{}}
+	out := &Lag{Partitions: []PartitionLag{}, Unreachable: unresolved}
 	seen := map[int]int{}
 	for _, r := range results {
 		if r.err != nil {
@@ -72,6 +75,52 @@ func (c *Console) lag(ctx context.Context) *Lag {
 	}
 	slices.SortFunc(out.Partitions, func(a, b PartitionLag) int { return a.Partition - b.Partition })
 	return out
+}
+
+// dnsPrefix marks a URL whose host stands for every address it resolves
+// to, as the name of a Kubernetes headless Service does for its pods.
+const dnsPrefix = "dns+"
+
+// targets expands the "dns+" URLs into one URL per address; the names that
+// do not resolve are returned apart.
+func (c *Console) targets(ctx context.Context) (urls, unresolved []string) {
+	unresolved = []string{}
+	for _, raw := range c.o.WorkerMetrics {
+		rest, ok := strings.CutPrefix(raw, dnsPrefix)
+		if !ok {
+			urls = append(urls, raw)
+			continue
+		}
+		u, err := url.Parse(rest)
+		if err != nil {
+			unresolved = append(unresolved, hostOf(rest))
+			continue
+		}
+		addrs, err := c.o.LookupHost(ctx, u.Hostname())
+		if err != nil || len(addrs) == 0 {
+			c.o.Log.WarnContext(ctx, "worker name unresolved", "host", u.Hostname(), "err", err)
+			unresolved = append(unresolved, u.Host)
+			continue
+		}
+		slices.Sort(addrs)
+		for _, a := range addrs {
+			one := *u
+			one.Host = net.JoinHostPort(a, u.Port())
+			if u.Port() == "" {
+				one.Host = hostOnly(a)
+			}
+			urls = append(urls, one.String())
+		}
+	}
+	return urls, unresolved
+}
+
+// hostOnly brackets an IPv6 address for a URL without a port.
+func hostOnly(a string) string {
+	if strings.Contains(a, ":") {
+		return "[" + a + "]"
+	}
+	return a
 }
 
 func (c *Console) scrape(ctx context.Context, u string) (map[int]int64, error) {
