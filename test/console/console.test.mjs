@@ -124,6 +124,7 @@ async function walk(page, topic, size) {
   await page.click('#events-form button[type=submit]');
   const ids = [];
   for (let n = 1; ; n++) {
+    assert.ok(n <= 50, 'more than 50 pages: the paging does not move on');
     await page.waitForFunction((n) => document.getElementById('events-status').textContent.startsWith(`Page ${n} `), n, WAIT);
     const got = await page.$$eval('#events tbody tr', (trs) => trs.map((tr) => `${tr.dataset.topic}/${tr.dataset.eventId}`));
     assert.ok(got.length <= size, `page ${n} holds ${got.length} > ${size}`);
@@ -157,6 +158,8 @@ test('the console shows what /stats says, pages every event once, and logs no er
   assert.equal(digits(s.unique), stats.unique_processed);
   assert.equal(digits(s.duplicates), stats.duplicate_dropped);
   assert.equal(s.ratio, `${(100 * stats.duplicate_dropped / stats.received).toFixed(1)}%`);
+  // The live region speaks the counters (once at most every 15 s).
+  assert.match(await page.textContent('#counters-live'), /^\d[\d,]* received, \d[\d,]* unique, \d[\d,]* duplicates\.$/);
   assert.deepEqual(s.rows.map((r) => [r[0], digits(r[1]), digits(r[2]), digits(r[3])]),
     topics.map((c) => [c.topic, c.received, c.unique_processed, c.duplicate_dropped]));
 

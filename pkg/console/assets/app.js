@@ -6,6 +6,7 @@
 (() => {
   const KEY_STORE = 'aggregator.apiKey';
   const POLL_MS = 2000;
+  const ANNOUNCE_MS = 15000; // a screen reader hears the counters at most this often
   const WINDOW_S = 600; // the chart's span
   const $ = (id) => document.getElementById(id);
   const num = new Intl.NumberFormat('en');
@@ -16,6 +17,7 @@
   let timer = null;
   let needKey = false;
   let samples = []; // {t (s), received, unique, duplicates}
+  let announced = { at: -Infinity, text: '' };
   const page = { topic: '', limit: 25, cursor: '', next: '', number: 0, loaded: false, opener: null };
 
   class HTTPError extends Error {
@@ -129,11 +131,20 @@
     setCounter('unique', stats.unique_processed);
     setCounter('duplicates', stats.duplicate_dropped);
     setText('ratio', stats.received ? pct.format(stats.duplicate_dropped / stats.received) : '–');
+    // The visible counters change every poll; the live region speaks a
+    // summary only when it changed and not more often than ANNOUNCE_MS.
+    const text = `${num.format(stats.received)} received, ${num.format(stats.unique_processed)} unique, ` +
+      `${num.format(stats.duplicate_dropped)} duplicates.`;
+    const now = performance.now();
+    if (text !== announced.text && now - announced.at >= ANNOUNCE_MS) {
+      announced = { at: now, text };
+      $('counters-live').textContent = text;
+    }
     const r = rates();
-    const now = r[r.length - 1];
-    setText('received-rate', now ? dec.format(now.received) + ' /s' : '');
-    setText('unique-rate', now ? dec.format(now.unique) + ' /s' : '');
-    setText('duplicates-rate', now ? dec.format(now.duplicates) + ' /s' : '');
+    const last = r[r.length - 1];
+    setText('received-rate', last ? dec.format(last.received) + ' /s' : '');
+    setText('unique-rate', last ? dec.format(last.unique) + ' /s' : '');
+    setText('duplicates-rate', last ? dec.format(last.duplicates) + ' /s' : '');
     renderChart(r);
   }
 
