@@ -162,13 +162,13 @@
     const end = r.length ? r[r.length - 1].t : 0;
     const max = Math.max(1, ...r.map((p) => Math.max(p.received, p.duplicates)));
     const x = (t) => W - ((end - t) / WINDOW_S) * W;
-    const y = (v) => H - 4 - (v / max) * (H - 20);
+    const y = (v) => H - 20 - (v / max) * (H - 36); // room for the time labels below
     const nodes = [];
     for (const f of [0.25, 0.5, 0.75, 1]) {
       nodes.push(svg('line', { class: 'grid', x1: 0, x2: W, y1: y(max * f), y2: y(max * f) }));
     }
     for (const [text, attrs] of [[dec.format(max) + ' /s', { x: 4, y: 12 }],
-      [`−${WINDOW_S / 60} min`, { x: 4, y: H - 6 }], ['now', { x: W - 4, y: H - 6, 'text-anchor': 'end' }]]) {
+      [`−${WINDOW_S / 60} min`, { x: 4, y: H - 5 }], ['now', { x: W - 4, y: H - 5, 'text-anchor': 'end' }]]) {
       const label = svg('text', attrs);
       label.textContent = text;
       nodes.push(label);
@@ -185,7 +185,11 @@
     const now = r[r.length - 1];
     const peak = Math.max(...r.map((p) => p.received));
     setText('chart-desc', `Now ${dec.format(now.received)} events/s received, ${dec.format(now.duplicates)}/s duplicates; ` +
-      `peak ${dec.format(peak)}/s over the last ${Math.round((end - r[0].t) / 60 * 10) / 10} minutes.`);
+      `peak ${dec.format(peak)}/s over the last ${span(end - r[0].t)}.`);
+  }
+
+  function span(s) {
+    return s < 90 ? `${Math.round(s)} s` : `${dec.format(s / 60)} minutes`;
   }
 
   function cell(text, cls) {
