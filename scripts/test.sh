@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh up
+# Headless Chromium and the Node driver of the console's browser test.
+scripts/deps/chromium.sh up
+eval "$(scripts/deps/chromium.sh env)"
 eval "$(scripts/deps.sh env)"
 # The tests read AGGREGATOR_TEST_* so that a developer's own settings of the
 # binaries never point a test at the wrong server.
@@ -54,6 +57,12 @@ run_module() { # dir, then env assignments for go
 }
 for dir in "${workspace[@]}"; do run_module "$dir" GOFLAGS="${GOFLAGS:-}"; done
 for dir in "${standalone[@]}"; do run_module "$dir" GOWORK=off; done
+
+# The web console in a real browser (Node's test runner drives Chromium).
+echo "== test/console" >&2
+if ! (cd test/console && npm test); then
+  failed+=("$PWD/test/console")
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED modules: ${failed[*]}" >&2

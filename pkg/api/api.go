@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/problem"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
@@ -26,6 +27,7 @@ type Routes struct {
 	Ready   http.Handler
 	Metrics http.Handler
 	Keys    *auth.Keys
+	Console *console.Console
 	// Wrap instruments every route (metrics, traces); may be nil.
 	Wrap func(http.Handler) http.Handler
 }
@@ -55,6 +57,10 @@ func table(rt Routes) []route {
 	if q := rt.Query; q != nil {
 		events, stats, topics = http.HandlerFunc(q.Events), http.HandlerFunc(q.Stats), http.HandlerFunc(q.Topics)
 	}
+	var page, script, style, info http.Handler
+	if c := rt.Console; c != nil {
+		page, script, style, info = http.HandlerFunc(c.Page), http.HandlerFunc(c.Script), http.HandlerFunc(c.Style), http.HandlerFunc(c.Info)
+	}
 	return []route{
 		{"POST", "/publish", rt.Publish, true, auth.Publish},
 		{"GET", "/events", events, true, auth.Read},
@@ -64,6 +70,12 @@ func table(rt Routes) []route {
 		{"GET", "/readyz", rt.Ready, false, 0},
 		{"GET", "/metrics", rt.Metrics, false, 0},
 		{"GET", "/openapi.json", http.HandlerFunc(serveOpenAPI), false, 0},
+		// The console's page and files are public; its data comes from the
+		// protected endpoints, so a key is asked for only there.
+		{"GET", "/", page, false, 0},
+		{"GET", "/console/app.js", script, false, 0},
+		{"GET", "/console/app.css", style, false, 0},
+		{"GET", "/console/info", info, true, auth.Read},
 	}
 }
 
@@ -87,7 +99,11 @@ func Handler(rt Routes) http.Handler {
 		if r.protected {
 			h = keys.Require(r.action, h)
 		}
-		mux.Handle(r.method+" "+r.path, h)
+		pattern := r.path
+		if pattern == "/" {
+			pattern = "/{$}" // the root only, not every path
+		}
+		mux.Handle(r.method+" "+pattern, h)
 	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {

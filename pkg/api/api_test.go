@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 )
@@ -21,6 +22,7 @@ func (emptyReader) Events(context.Context, string, event.Position, int) ([]event
 	return nil, nil
 }
 func (emptyReader) Counts(context.Context) ([]event.Counts, error) { return nil, nil }
+func (emptyReader) SizeBytes(context.Context) (int64, error)       { return 4096, nil }
 
 func full(keys *auth.Keys) http.Handler {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
@@ -30,6 +32,7 @@ func full(keys *auth.Keys) http.Handler {
 		Ready:   ok,
 		Metrics: ok,
 		Keys:    keys,
+		Console: console.New(console.Options{Store: emptyReader{}}),
 	})
 }
 
@@ -89,6 +92,10 @@ func TestAPIKeys(t *testing.T) {
 		{"GET", "/readyz", "", http.StatusAccepted},
 		{"GET", "/metrics", "", http.StatusAccepted},
 		{"GET", "/openapi.json", "", http.StatusOK},
+		{"GET", "/", "", http.StatusOK},
+		{"GET", "/console/app.js", "", http.StatusOK},
+		{"GET", "/console/info", "", http.StatusUnauthorized},
+		{"GET", "/console/info", "Bearer other", http.StatusOK},
 	}
 	for _, c := range cases {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader("{}"))
@@ -113,6 +120,8 @@ func TestUnknownRoutesAreProblems(t *testing.T) {
 		want         int
 	}{
 		{"GET", "/nope", http.StatusNotFound},
+		{"GET", "/console/", http.StatusNotFound},
+		{"POST", "/", http.StatusMethodNotAllowed},
 		{"GET", "/publish", http.StatusMethodNotAllowed},
 		{"DELETE", "/events", http.StatusMethodNotAllowed},
 	} {

@@ -18,6 +18,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/api"
 	"github.com/event-aggregator/event-aggregator/pkg/api/apitest"
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
@@ -65,6 +66,8 @@ func (m *memStore) Events(_ context.Context, topic string, after event.Position,
 	}
 	return out, nil
 }
+
+func (m *memStore) SizeBytes(context.Context) (int64, error) { return 8192, nil }
 
 func (m *memStore) Counts(context.Context) ([]event.Counts, error) {
 	m.mu.Lock()
@@ -114,6 +117,8 @@ func contractServer(t *testing.T) http.Handler {
 		Ready:   ok,
 		Metrics: metrics,
 		Keys:    k,
+		Console: console.New(console.Options{Store: store, Retention: 48 * time.Hour,
+			RetentionTopics: map[string]time.Duration{"orders.eu": time.Hour, "clicks": 2 * time.Hour}}),
 	}))
 }
 
@@ -163,6 +168,12 @@ func TestEveryResponseMatchesTheDocument(t *testing.T) {
 		{"readyz", "GET", "/readyz", "", "", "", 200},
 		{"metrics", "GET", "/metrics", "", "", "", 200},
 		{"openapi", "GET", "/openapi.json", "", "", "", 200},
+		{"console", "GET", "/", "", "", "", 200},
+		{"console script", "GET", "/console/app.js", "", "", "", 200},
+		{"console style", "GET", "/console/app.css", "", "", "", 200},
+		{"console info", "GET", "/console/info", dash, "", "", 200},
+		{"console info no key", "GET", "/console/info", "", "", "", 401},
+		{"console info by a publish key", "GET", "/console/info", shop, "", "", 403},
 		{"no such path", "GET", "/nope", "", "", "", 404},
 		{"no such method", "DELETE", "/events", admin, "", "", 405},
 	}

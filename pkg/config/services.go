@@ -65,6 +65,7 @@ type Query struct {
 	PGBounds `embed:""`
 
 	KeysFile `embed:""`
+	Console  `embed:""`
 
 	Retention `embed:""`
 }

@@ -46,7 +46,7 @@ func (c *Worker) Validate() error {
 // Validate checks the query settings.
 func (c *Query) Validate() error {
 	return errors.Join(c.HTTP.validate(), c.Postgres.validate(), c.Shutdown.validate(), c.PGBounds.validate(),
-		c.Retention.validate())
+		c.Console.validate(), c.Retention.validate())
 }
 
 func (c *HTTP) validate() error {

@@ -21,6 +21,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/bus/local"
 	"github.com/event-aggregator/event-aggregator/pkg/claim/memory"
 	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
@@ -110,16 +111,21 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		return err
 	}
 	var drain health.Drain
+	policy := cfg.Policy()
 	h := api.Handler(api.Routes{
 		Publish: publish,
 		Query: query.New(store, started, log,
-			query.WithRetention(cfg.Policy()), query.WithSize(store.Size)),
+			query.WithRetention(policy), query.WithSize(store.Size)),
 		Ready: health.Ready(2*time.Second, map[string]health.Check{
 			"sqlite":   store.Ping,
 			"shutdown": drain.Check,
 		}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
+		// SQLite's unique key is the judge of duplicates, so the window is
+		// the store's lifetime whatever the claimer's cache remembers.
+		Console: console.New(console.Options{Mode: console.AllInOne, Store: store,
+			Retention: policy.Default, RetentionTopics: policy.Topics, DedupWindow: policy.DedupWindow, Log: log}),
 		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{

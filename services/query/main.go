@@ -16,6 +16,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/api"
 	"github.com/event-aggregator/event-aggregator/pkg/auth"
 	"github.com/event-aggregator/event-aggregator/pkg/config"
+	"github.com/event-aggregator/event-aggregator/pkg/console"
 	"github.com/event-aggregator/event-aggregator/pkg/health"
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
@@ -102,13 +103,19 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	policy := cfg.Policy()
 	h := api.Handler(api.Routes{
 		Query: query.New(store, started, log,
-			query.WithRetention(cfg.Policy()), query.WithSize(store.Size)),
+			query.WithRetention(policy), query.WithSize(store.Size)),
 		Ready:   health.Ready(2*time.Second, checks),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
-		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
+		// Postgres' unique key judges duplicates for as long as rows are
+		// kept; Redis only remembers recent keys to spare it work.
+		Console: console.New(console.Options{Mode: console.Distributed, Store: store,
+			Retention: policy.Default, RetentionTopics: policy.Topics, DedupWindow: policy.DedupWindow,
+			WorkerMetrics: cfg.WorkerMetricsURLs, Log: log}),
+		Wrap: telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{
 		Draining: drain.Begin,

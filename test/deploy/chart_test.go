@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
 
@@ -333,7 +335,11 @@ func checkChart(t *testing.T, c chartCase, objs []object) {
 	for _, sm := range monitors {
 		var selected []string
 		for _, svc := range find[corev1.Service](objs) {
-			if selects(sm.Spec.Selector.MatchLabels, svc.Labels) {
+			sel, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+			if err != nil {
+				t.Fatalf("ServiceMonitor %s selector: %v", sm.Name, err)
+			}
+			if sel.Matches(labels.Set(svc.Labels)) {
 				selected = append(selected, svc.Name)
 			}
 		}

@@ -108,7 +108,7 @@ come from the Secret.
 {{- else if eq . "worker" }}
 {{- concat $log $kafka $consumer $postgres $redis (include "event-aggregator.retentionKeys" . | fromJsonArray) | toJson }}
 {{- else if eq . "query" }}
-{{- concat $log $postgres (include "event-aggregator.retentionKeys" . | fromJsonArray) | toJson }}
+{{- concat $log $postgres (list "AGGREGATOR_WORKER_METRICS_URLS") (include "event-aggregator.retentionKeys" . | fromJsonArray) | toJson }}
 {{- else }}
 {{- fail (printf "unknown component %q" .) }}
 {{- end }}
