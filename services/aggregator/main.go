@@ -126,7 +126,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		// the store's lifetime whatever the claimer's cache remembers.
 		Console: console.New(console.Options{Mode: console.AllInOne, Store: store,
 			Retention: policy.Default, RetentionTopics: policy.Topics, DedupWindow: policy.DedupWindow, Log: log}),
-		Wrap:    telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
+		Wrap: telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
 	err = server.Serve(ctx, cfg.Addr, h, log, server.Options{
 		Draining: drain.Begin,
