@@ -121,6 +121,7 @@ build() {
 			rm -rf "$tmp"
 			die "go build of the control plane failed"
 		fi
+		chmod 755 "$tmp"
 		rm -rf "$BIN_DIR"
 		mv "$tmp" "$BIN_DIR"
 		log "built in $((SECONDS - start))s"
