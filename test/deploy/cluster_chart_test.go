@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -82,7 +83,12 @@ func (r *clusterRelease) helm(t *testing.T, verb string, args ...string) []strin
 // release's database.
 func (r *clusterRelease) checkMigrated(t *testing.T, ran []string) {
 	t.Helper()
-	if want := []string{r.fullname + "-migrate"}; !slices.Equal(ran, want) {
+	r.checkMigratedBy(t, ran, r.fullname+"-migrate")
+}
+
+func (r *clusterRelease) checkMigratedBy(t *testing.T, ran []string, job string) {
+	t.Helper()
+	if want := []string{job}; !slices.Equal(ran, want) {
 		t.Fatalf("hook Jobs run: %v, want %v", ran, want)
 	}
 	ctx := context.Background()
@@ -295,12 +301,43 @@ func TestClusterHelmUpgradeRollbackHooksRunLocally(t *testing.T) {
 		}
 	}
 
+	// Then to another values file altogether (--reset-values): every optional feature, the
+	// custom resources (KEDA's ScaledObject, prometheus-operator's ServiceMonitor) among
+	// them, and other names (fullnameOverride).
+	full := readYAML(t, repoPath(chartDir, "ci", "full-values.yaml"))
+	r.createExistingSecret(t, merge(readYAML(t, repoPath(chartDir, "values.yaml")), full))
+	before["secrets/"+stringValue(full, "secret.existingSecret")] = true
+	fullName := stringValue(full, "fullnameOverride")
+	r.checkMigratedBy(t, r.helm(t, "upgrade", "--reset-values", "-f", filepath.Join(chartDir, "ci", "full-values.yaml")), fullName+"-migrate")
+	if v, st := r.revisionStatus(t); v != len(steps)+2 || st != "deployed" {
+		t.Fatalf("full values: helm status revision %d %s, want %d deployed", v, st, len(steps)+2)
+	}
+	c.waitPodsAdmitted(t, r.ns)
+	scaledObjects := c.dynamic.Resource(schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledobjects"}).Namespace(r.ns)
+	serviceMonitors := c.dynamic.Resource(schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "servicemonitors"}).Namespace(r.ns)
+	_, err := scaledObjects.Get(ctx, fullName+"-worker", metav1.GetOptions{})
+	if !present(t, err) {
+		t.Error("full values: no ScaledObject")
+	}
+	_, err = serviceMonitors.Get(ctx, fullName, metav1.GetOptions{})
+	if !present(t, err) {
+		t.Error("full values: no ServiceMonitor")
+	}
+	_, err = c.client.AppsV1().Deployments(r.ns).Get(ctx, r.fullname+"-ingest", metav1.GetOptions{})
+	if present(t, err) {
+		t.Error("full values: the Deployments of the old name remain")
+	}
+
 	// Rollback runs no hook of this chart (it has no pre-rollback hook).
 	if ran := r.helm(t, "rollback", "1"); len(ran) > 0 {
 		t.Errorf("rollback ran hook Jobs %v", ran)
 	}
-	if v, st := r.revisionStatus(t); v != len(steps)+2 || st != "deployed" {
-		t.Errorf("after rollback: revision %d %s, want %d deployed", v, st, len(steps)+2)
+	if v, st := r.revisionStatus(t); v != len(steps)+3 || st != "deployed" {
+		t.Errorf("after rollback: revision %d %s, want %d deployed", v, st, len(steps)+3)
+	}
+	_, err = scaledObjects.Get(ctx, fullName+"-worker", metav1.GetOptions{})
+	if present(t, err) {
+		t.Error("after rollback: the ScaledObject remains")
 	}
 	c.waitPodsAdmitted(t, r.ns)
 	if got := *r.deployment(t, "ingest").Spec.Replicas; got != firstIngestReplicas {
