@@ -53,8 +53,9 @@ DEPS_OURS=cluster
 pid_file() { printf '%s/%s.pid\n' "$STATE" "$1"; }
 log_file() { printf '%s/%s.log\n' "$STATE" "$1"; }
 
+# The pattern leaves out the repository's path: .cache may be reached through a symlink.
 component_pid() {
-	pidfile_pid "$(pid_file "$1")" "$BIN_DIR/$1"
+	pidfile_pid "$(pid_file "$1")" "/bin/k8s-$K8S_VERSION/$1 "
 }
 
 ours_running() {

@@ -183,7 +183,7 @@ func TestClusterHelmInstallHooksRunLocally(t *testing.T) {
 				t.Errorf("helm test: %v", err)
 			}
 
-			if _, err := c.helm(t, "uninstall", r.name, "--namespace", r.ns, "--wait", "--timeout", "2m"); err != nil {
+			if _, _, err := c.helmWithHooks(t, r.ns, "uninstall", r.name, "--namespace", r.ns, "--wait", "--timeout", "2m"); err != nil {
 				t.Fatalf("helm uninstall: %v", err)
 			}
 			c.waitInventory(t, r.ns, before)
@@ -350,7 +350,7 @@ func TestClusterHelmUpgradeRollbackHooksRunLocally(t *testing.T) {
 		t.Error("after rollback: tracing still on")
 	}
 
-	if _, err := c.helm(t, "uninstall", r.name, "--namespace", r.ns, "--wait", "--timeout", "2m"); err != nil {
+	if _, _, err := c.helmWithHooks(t, r.ns, "uninstall", r.name, "--namespace", r.ns, "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("helm uninstall: %v", err)
 	}
 	c.waitInventory(t, r.ns, before)
