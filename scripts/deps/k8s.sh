@@ -20,6 +20,8 @@ DEPS_NAME=k8s
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Pinned versions of the modules the CRDs come from (checked against sum.golang.org).
+# prometheus-operator: the newest version of its root module (which ships the CRD YAML) that
+# the module proxy serves; the CRDs of the monitoring.coreos.com/v1 kinds are stable.
 KEDA_MODULE=github.com/kedacore/keda/v2
 KEDA_VERSION=v2.21.0
 PROM_MODULE=github.com/prometheus-operator/prometheus-operator
