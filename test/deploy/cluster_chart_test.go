@@ -50,13 +50,19 @@ func newClusterRelease(t *testing.T, c *testCluster, values map[string]any) *clu
 func (r *clusterRelease) createExistingSecret(t *testing.T, values map[string]any) {
 	t.Helper()
 	name := stringValue(values, "secret.existingSecret")
+	data := map[string]string{}
+	for key, v := range map[string]string{
+		"secret.keys.postgresUrl": r.dbURL,
+		"secret.keys.redisUrl":    "redis://127.0.0.1:6379/0",
+		"secret.keys.apiKeys":     "test-key",
+	} {
+		if k := stringValue(values, key); k != "" {
+			data[k] = v
+		}
+	}
 	_, err := r.c.client.CoreV1().Secrets(r.ns).Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		StringData: map[string]string{
-			stringValue(values, "secret.keys.postgresUrl"): r.dbURL,
-			stringValue(values, "secret.keys.redisUrl"):    "redis://redis.data.svc:6379/0",
-			stringValue(values, "secret.keys.apiKeys"):     "test-key",
-		},
+		StringData: data,
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create Secret %s: %v", name, err)
@@ -69,7 +75,7 @@ func (r *clusterRelease) helm(t *testing.T, verb string, args ...string) []strin
 	t.Helper()
 	all := []string{verb, r.name}
 	if verb == "install" || verb == "upgrade" {
-		all = append(all, chartDir, "--set", "postgres.url="+r.dbURL)
+		all = append(append(all, chartDir), r.urlArgs()...)
 	}
 	all = append(all, append(args, "--namespace", r.ns, "--timeout", "3m")...)
 	_, hooks, err := r.c.helmWithHooks(t, r.ns, all...)
@@ -102,6 +108,24 @@ func (r *clusterRelease) helmTest(t *testing.T) {
 			t.Errorf("delete helm test Pod %s: %v", p, err)
 		}
 	}
+}
+
+// urlArgs sets the connection URLs: the release's own database, and the test Redis (which
+// nothing here connects to).
+func (r *clusterRelease) urlArgs() []string {
+	return []string{"--set", "postgres.url=" + r.dbURL, "--set", "redis.url=redis://127.0.0.1:6379/0"}
+}
+
+// provideFor renders the chart with the values arguments and creates what it refers to
+// without creating it (see provideReferenced).
+func (r *clusterRelease) provideFor(t *testing.T, valuesArgs ...string) {
+	t.Helper()
+	args := append(append([]string{"template", r.name, chartDir, "--namespace", r.ns}, r.urlArgs()...), valuesArgs...)
+	out, err := run(t, 2*time.Minute, repoRoot, helm(t), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.c.provideReferenced(t, r.ns, out)
 }
 
 // checkMigrated checks that the hook Job ran (and only it), and that it migrated the
@@ -186,12 +210,13 @@ func TestClusterHelmInstallHooksRunLocally(t *testing.T) {
 			if stringValue(cc.values, "secret.existingSecret") != "" {
 				r.createExistingSecret(t, cc.values)
 			}
-			before := c.inventory(t, r.ns)
-
 			var args []string
 			if cc.file != "" {
 				args = append(args, "-f", cc.file)
 			}
+			r.provideFor(t, args...)
+			before := c.inventory(t, r.ns)
+
 			ran := r.helm(t, "install", args...)
 			if boolValue(cc.values, "migration.enabled") {
 				r.checkMigrated(t, ran)
@@ -221,6 +246,11 @@ func TestClusterHelmUpgradeRollbackHooksRunLocally(t *testing.T) {
 	c := cluster(t)
 	defaults := readYAML(t, repoPath(chartDir, "values.yaml"))
 	r := newClusterRelease(t, c, defaults)
+	// What the operator provides for the last step, ci/full-values.yaml, exists from the start.
+	fullFile := filepath.Join(chartDir, "ci", "full-values.yaml")
+	full := readYAML(t, repoPath(fullFile))
+	r.createExistingSecret(t, merge(readYAML(t, repoPath(chartDir, "values.yaml")), full))
+	r.provideFor(t, "-f", fullFile)
 	before := c.inventory(t, r.ns)
 	hpas := r.c.client.AutoscalingV2().HorizontalPodAutoscalers(r.ns)
 	netpols := r.c.client.NetworkingV1().NetworkPolicies(r.ns)
@@ -326,11 +356,8 @@ func TestClusterHelmUpgradeRollbackHooksRunLocally(t *testing.T) {
 	// Then to another values file altogether (--reset-values): every optional feature, the
 	// custom resources (KEDA's ScaledObject, prometheus-operator's ServiceMonitor) among
 	// them, and other names (fullnameOverride).
-	full := readYAML(t, repoPath(chartDir, "ci", "full-values.yaml"))
-	r.createExistingSecret(t, merge(readYAML(t, repoPath(chartDir, "values.yaml")), full))
-	before["secrets/"+stringValue(full, "secret.existingSecret")] = true
 	fullName := stringValue(full, "fullnameOverride")
-	r.checkMigratedBy(t, r.helm(t, "upgrade", "--reset-values", "-f", filepath.Join(chartDir, "ci", "full-values.yaml")), fullName+"-migrate")
+	r.checkMigratedBy(t, r.helm(t, "upgrade", "--reset-values", "-f", fullFile), fullName+"-migrate")
 	if v, st := r.revisionStatus(t); v != len(steps)+2 || st != "deployed" {
 		t.Fatalf("full values: helm status revision %d %s, want %d deployed", v, st, len(steps)+2)
 	}
@@ -384,7 +411,7 @@ func TestClusterHelmUpgradeRollbackHooksRunLocally(t *testing.T) {
 func TestClusterRejectsWhatTemplateAccepts(t *testing.T) {
 	c := cluster(t)
 	values := filepath.Join(t.TempDir(), "invalid-values.yaml")
-	if err := os.WriteFile(values, []byte("migration:\n  enabled: false\ningest:\n  podAnnotations:\n    \"not a valid key\": x\n"), 0o644); err != nil {
+	if err := os.WriteFile(values, []byte("postgres:\n  url: postgres://localhost/db\nredis:\n  url: redis://localhost:6379/0\nmigration:\n  enabled: false\ningest:\n  podAnnotations:\n    \"not a valid key\": x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run(t, 2*time.Minute, repoRoot, helm(t), "template", release, chartDir, "-f", values); err != nil {

@@ -33,10 +33,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -858,5 +860,145 @@ func (c *testCluster) waitInventory(t *testing.T, ns string, want map[string]boo
 			t.Fatalf("namespace %s: left behind %v; removed although not the chart's %v", ns, left, gone)
 		}
 		time.Sleep(500 * time.Millisecond) // poll interval: the garbage collector deletes the Pods
+	}
+}
+
+// provideReferenced creates what a rendering of the chart refers to but does not create, as
+// the operator does before installing: ConfigMaps and Secrets named in env, envFrom and
+// volumes (with the keys referred to), and PriorityClasses. Optional references are left
+// out, and so is anything that already exists (e.g. the Secret named by
+// secret.existingSecret, created by the test with real values).
+func (c *testCluster) provideReferenced(t *testing.T, ns string, manifests []byte) {
+	t.Helper()
+	ctx := context.Background()
+	rendered := map[string]bool{}
+	var specs []corev1.PodSpec
+	for _, o := range decodeUnstructured(t, manifests) {
+		rendered[o.GetKind()+"/"+o.GetName()] = true
+		path := []string{"spec", "template", "spec"}
+		if o.GetKind() == "Pod" {
+			path = []string{"spec"}
+		}
+		m, found, err := unstructured.NestedMap(o.Object, path...)
+		if err != nil || !found {
+			continue
+		}
+		var spec corev1.PodSpec
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &spec); err != nil {
+			t.Fatalf("%s %s: pod spec: %v", o.GetKind(), o.GetName(), err)
+		}
+		specs = append(specs, spec)
+	}
+	configMaps, secrets := map[string]map[string]bool{}, map[string]map[string]bool{}
+	ref := func(set map[string]map[string]bool, name, key string, optional *bool) {
+		if optional != nil && *optional {
+			return
+		}
+		if set[name] == nil {
+			set[name] = map[string]bool{}
+		}
+		if key != "" {
+			set[name][key] = true
+		}
+	}
+	priorityClasses := map[string]bool{}
+	for _, spec := range specs {
+		if spec.PriorityClassName != "" {
+			priorityClasses[spec.PriorityClassName] = true
+		}
+		for _, ctr := range slices.Concat(spec.InitContainers, spec.Containers) {
+			for _, from := range ctr.EnvFrom {
+				if r := from.ConfigMapRef; r != nil {
+					ref(configMaps, r.Name, "", r.Optional)
+				}
+				if r := from.SecretRef; r != nil {
+					ref(secrets, r.Name, "", r.Optional)
+				}
+			}
+			for _, e := range ctr.Env {
+				if e.ValueFrom == nil {
+					continue
+				}
+				if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+					ref(configMaps, r.Name, r.Key, r.Optional)
+				}
+				if r := e.ValueFrom.SecretKeyRef; r != nil {
+					ref(secrets, r.Name, r.Key, r.Optional)
+				}
+			}
+		}
+		for _, v := range spec.Volumes {
+			if cm := v.ConfigMap; cm != nil {
+				ref(configMaps, cm.Name, "", cm.Optional)
+				for _, it := range cm.Items {
+					ref(configMaps, cm.Name, it.Key, cm.Optional)
+				}
+			}
+			if s := v.Secret; s != nil {
+				ref(secrets, s.SecretName, "", s.Optional)
+				for _, it := range s.Items {
+					ref(secrets, s.SecretName, it.Key, s.Optional)
+				}
+			}
+			if p := v.Projected; p != nil {
+				for _, src := range p.Sources {
+					if cm := src.ConfigMap; cm != nil {
+						ref(configMaps, cm.Name, "", cm.Optional)
+						for _, it := range cm.Items {
+							ref(configMaps, cm.Name, it.Key, cm.Optional)
+						}
+					}
+					if s := src.Secret; s != nil {
+						ref(secrets, s.Name, "", s.Optional)
+						for _, it := range s.Items {
+							ref(secrets, s.Name, it.Key, s.Optional)
+						}
+					}
+				}
+			}
+		}
+	}
+	data := func(keys map[string]bool) map[string]string {
+		d := map[string]string{}
+		for k := range keys {
+			d[k] = "provided-by-the-operator"
+		}
+		return d
+	}
+	for name, keys := range configMaps {
+		if rendered["ConfigMap/"+name] {
+			continue
+		}
+		_, err := c.client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data(keys)}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create ConfigMap %s: %v", name, err)
+		}
+	}
+	for name, keys := range secrets {
+		if rendered["Secret/"+name] {
+			continue
+		}
+		_, err := c.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data(keys)}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create Secret %s: %v", name, err)
+		}
+	}
+	for name := range priorityClasses {
+		if rendered["PriorityClass/"+name] {
+			continue
+		}
+		pcs := c.client.SchedulingV1().PriorityClasses()
+		_, err := pcs.Create(ctx, &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: 0}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("create PriorityClass %s: %v", name, err)
+		}
+		t.Cleanup(func() {
+			if err := pcs.Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete PriorityClass %s: %v", name, err)
+			}
+		})
 	}
 }
