@@ -3,9 +3,10 @@
 #
 #   scripts/deps.sh up|down|status|restart|stop|start [name...]
 #   eval "$(scripts/deps.sh env)"     # AGGREGATOR_POSTGRES_URL, _REDIS_URL, _KAFKA_BROKERS
+#                                     # (and AGGREGATOR_TEST_KUBECONFIG from k8s)
 #
-# Names default to: postgres redis kafka (and jaeger when scripts/deps/jaeger.sh
-# exists). Each name is handled by scripts/deps/<name>.sh <verb>. A dependency
+# Names default to: postgres redis kafka (and jaeger, k8s when scripts/deps/jaeger.sh,
+# scripts/deps/k8s.sh exist). Each name is handled by scripts/deps/<name>.sh <verb>. A dependency
 # already reachable at its address is reused and never stopped; state and logs
 # live in ${AGGREGATOR_DEPS_DIR:-<repo>/.cache/deps}.
 set -euo pipefail
@@ -24,6 +25,9 @@ default_names() {
 	local names=(postgres redis kafka)
 	if [[ -f $SCRIPTS_DIR/jaeger.sh ]]; then
 		names+=(jaeger)
+	fi
+	if [[ -f $SCRIPTS_DIR/k8s.sh ]]; then
+		names+=(k8s)
 	fi
 	printf '%s\n' "${names[@]}"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: starts the real dependencies (Postgres, Redis, Kafka,
-# Jaeger; installed when missing), then checks formatting and runs go vet and
+# Jaeger, a Kubernetes control plane; installed or built when missing), then checks formatting and runs go vet and
 # every test of every module with the race detector. A workspace root has no
 # ./... that spans modules, so each module is run on its own.
 set -euo pipefail
