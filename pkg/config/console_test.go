@@ -7,11 +7,6 @@ import (
 	"testing"
 )
 
-type queryCLI struct {
-	Query
-	Serve struct{} `cmd:"" default:"1"`
-}
-
 func TestWorkerMetricsURLs(t *testing.T) {
 	var c queryCLI
 	if _, _, err := Parse(&c, []string{"--worker-metrics-urls=http://w-0:8082/metrics,https://w-1/metrics,dns+http://workers:8082/metrics"},

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -206,7 +207,36 @@ type stats struct {
 	Topics     []string `json:"topics"`
 }
 
+// stats reads GET /stats. A 503 is the contract's answer to a passing store
+// failure (a pooled connection that a restore or restart of the database
+// ended is found broken on its next use): it is asked again, for at most
+// 10 s, so only a lasting failure fails the test.
 func (s *stack) stats(ctx context.Context) (stats, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := s.statsOnce(ctx)
+		var unavailable *statusError
+		if !errors.As(err, &unavailable) || unavailable.code != http.StatusServiceUnavailable ||
+			time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// statusError is an answer other than 200.
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e *statusError) Error() string { return "GET /stats: " + e.status }
+
+func (s *stack) statsOnce(ctx context.Context) (stats, error) {
 	var st stats
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.queryURL()+"/stats", nil)
 	if err != nil {
@@ -218,7 +248,7 @@ func (s *stack) stats(ctx context.Context) (stats, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /stats: %s", resp.Status)
+		return st, &statusError{code: resp.StatusCode, status: resp.Status}
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	return st, err
