@@ -101,8 +101,8 @@ type shardTopic struct {
 }
 
 // commitGroup writes every batch of the group in one transaction. The
-// transaction is not bound to any caller's context: once begun it finishes, so no caller
-// hears "failed" of events that were stored.
+// transaction is not bound to any caller's context: once begun it finishes,
+// so no caller hears "failed" of events that were stored.
 func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)

@@ -31,7 +31,8 @@ type Store interface {
 
 // OffsetStore is a Store that keeps consumer offsets: Persist records
 // Batch.Offset in the batch's transaction, with the compare-and-set of
-// docs/architecture.md, "Offsets", and fails with process.ErrFenced.
+// docs/architecture.md, "Offsets", and fails with process.ErrFenced, changing
+// nothing, when the stored offset is not Offset.From.
 type OffsetStore interface {
 	Store
 	// Offsets returns the next offset to consume of each partition of topic.
