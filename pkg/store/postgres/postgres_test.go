@@ -41,7 +41,7 @@ func openURL(t *testing.T, url string) *postgres.Store {
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Subject {
+	storetest.Run(t, storetest.KeepsOffsets, func(t *testing.T) storetest.Subject {
 		url := testdeps.NewPostgresDB(t)
 		// timestamptz keeps microseconds.
 		return storetest.Subject{Store: openURL(t, url), TimeResolution: time.Microsecond, Stall: stall(url)}

@@ -100,10 +100,9 @@ type shardTopic struct {
 	shard int
 }
 
-// commitGroup writes every batch of the group in one transaction; a batch
-// fenced on its offset is rolled back alone to a savepoint. The transaction
-// is not bound to any caller's context: once begun it finishes, so no caller
-// hears "failed" of events that were stored.
+// commitGroup writes every batch of the group in one transaction. The
+// transaction is not bound to any caller's context: once begun it finishes,
+// so no caller hears "failed" of events that were stored.
 func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -126,11 +125,6 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 				batchCounts[topic] = c
 			}
 			return c
-		}
-		if b.Offset != nil {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT batch`); err != nil {
-				return nil, fmt.Errorf("savepoint: %w", err)
-			}
 		}
 		isNew := make([]bool, len(b.Events))
 		var last int64
@@ -155,25 +149,6 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 				c.Unique++
 			} else {
 				c.Duplicates++
-			}
-		}
-		if b.Offset != nil {
-			fenced, err := recordOffset(ctx, tx, b.Offset)
-			if err != nil {
-				return nil, err
-			}
-			if fenced {
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO batch`); err != nil {
-					return nil, fmt.Errorf("roll back a fenced batch: %w", err)
-				}
-				if _, err := tx.ExecContext(ctx, `RELEASE batch`); err != nil {
-					return nil, fmt.Errorf("release savepoint: %w", err)
-				}
-				outs[i].err = process.ErrFenced
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE batch`); err != nil {
-				return nil, fmt.Errorf("release savepoint: %w", err)
 			}
 		}
 		for topic, n := range b.Dropped {
@@ -210,35 +185,9 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	return outs, nil
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// recordOffset moves the partition's stored offset from o.From to o.Next
-// (inserts it, for the first batch of a partition); fenced reports that
-// another consumer already moved it, or that the store has none to move.
-func recordOffset(ctx context.Context, tx execer, o *process.Offset) (fenced bool, err error) {
-	q := `UPDATE offsets SET next = ? WHERE topic = ? AND partition = ? AND next = ?`
-	args := []any{o.Next, o.Topic, o.Partition, o.From}
-	if o.First {
-		q = `INSERT INTO offsets (topic, partition, next) VALUES (?, ?, ?)
-		ON CONFLICT (topic, partition) DO UPDATE SET next = excluded.next WHERE offsets.next = ?`
-		args = []any{o.Topic, o.Partition, o.Next, o.From}
-	}
-	res, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return false, fmt.Errorf("record offset: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("record offset: %w", err)
-	}
-	return n != 1, nil
 }
 
 // rowsPerInsert is how many events one multi-row INSERT carries: one

@@ -104,48 +104,43 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
-// TestFencedBatchFailsAlone: a fenced batch in a group is rolled back to its
-// savepoint; the others commit.
-func TestFencedBatchFailsAlone(t *testing.T) {
+// TestPersistRefusesOffset: a batch with a Kafka offset is a wiring mistake
+// here; Persist refuses it before it is queued, even while the writer is
+// busy, and stores nothing of it.
+func TestPersistRefusesOffset(t *testing.T) {
 	s := openTest(t)
-	if _, err := s.Persist(t.Context(), batchOf("seed", 1, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 5, First: true})); err != nil {
-		t.Fatal(err)
-	}
 	entered, release := gate(s)
 	defer release()
-	go func() { _, _ = s.Persist(context.Background(), batchOf("first", 1, nil)) }()
+	first := make(chan error, 1)
+	go func() { _, err := s.Persist(context.Background(), batchOf("first", 1, nil)); first <- err }()
 	<-entered
-	results := make(chan error, 2)
-	go func() {
-		_, err := s.Persist(context.Background(), batchOf("zombie", 3, &process.Offset{Topic: "events", Partition: 0, From: 0, Next: 9}))
-		results <- err
-	}()
-	waitQueued(t, s, 1)
-	go func() { _, err := s.Persist(context.Background(), batchOf("good", 3, nil)); results <- err }()
-	waitQueued(t, s, 2)
+	for _, off := range []*process.Offset{
+		{Topic: "events", Partition: 0, From: 0, Next: 5, First: true},
+		{Topic: "events", Partition: 3, From: 5, Next: 9},
+	} {
+		// The writer is held: a queued batch would wait out the deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := s.Persist(ctx, batchOf("kafka", 3, off))
+		cancel()
+		if !errors.Is(err, ErrOffset) {
+			t.Fatalf("Persist of a batch with offset %+v: %v, want ErrOffset", *off, err)
+		}
+		if errors.Is(err, process.ErrFenced) {
+			t.Fatalf("a refused batch reads as fenced: %v", err)
+		}
+		if n := len(s.queue); n != 0 {
+			t.Fatalf("%d batches queued after the refusal, want 0", n)
+		}
+	}
 	release()
-	var fenced, ok int
-	for range 2 {
-		switch err := <-results; {
-		case errors.Is(err, process.ErrFenced):
-			fenced++
-		case err == nil:
-			ok++
-		default:
-			t.Fatal(err)
-		}
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
-	if fenced != 1 || ok != 1 {
-		t.Fatalf("fenced %d, ok %d; want 1 and 1", fenced, ok)
+	if rows, _ := s.Rows(t.Context()); rows != 1 {
+		t.Errorf("%d rows, want 1: nothing of a refused batch is stored", rows)
 	}
-	counts, _ := s.Counts(t.Context())
-	for _, c := range counts {
-		if c.Topic == "zombie" {
-			t.Errorf("a fenced batch was counted: %+v", c)
-		}
-	}
-	if rows, _ := s.Rows(t.Context()); rows != 1+1+3 {
-		t.Errorf("%d rows, want 5 (seed, first, good)", rows)
+	if n := s.commits.Load(); n != 1 {
+		t.Errorf("%d transactions, want 1", n)
 	}
 }
 

@@ -177,10 +177,19 @@ func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 // ErrClosed is returned by Persist after Close.
 var ErrClosed = errors.New("sqlite store closed")
 
-// Persist writes the batch's new rows, its counters and its offset in one
-// transaction, shared with the batches queued at the same time. The unique
-// key on (topic, event_id) decides what is new.
+// ErrOffset is returned by Persist for a batch that carries a Kafka offset:
+// the all-in-one has no Kafka, so such a batch is a wiring mistake (a Kafka
+// consumer needs the Postgres store, which keeps offsets), never data to store.
+var ErrOffset = errors.New("sqlite store keeps no consumer offsets: a batch with an offset needs the Postgres store")
+
+// Persist writes the batch's new rows and its counters in one transaction,
+// shared with the batches queued at the same time. The unique key on
+// (topic, event_id) decides what is new. A batch with an Offset is refused
+// with ErrOffset before it is queued.
 func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
+	if b.Offset != nil {
+		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
+	}
 	if err := ctx.Err(); err != nil {
 		return process.Persisted{}, fmt.Errorf("persist: %w", err)
 	}
@@ -210,25 +219,6 @@ func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persiste
 		o := <-p.done
 		return o.persisted, o.err
 	}
-}
-
-// Offsets returns the next offset to consume of each partition of topic.
-func (s *Store) Offsets(ctx context.Context, topic string) (map[int]int64, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT partition, next FROM offsets WHERE topic = ?`, topic)
-	if err != nil {
-		return nil, fmt.Errorf("read offsets: %w", err)
-	}
-	defer rows.Close()
-	out := map[int]int64{}
-	for rows.Next() {
-		var p int
-		var next int64
-		if err := rows.Scan(&p, &next); err != nil {
-			return nil, fmt.Errorf("read offsets: %w", err)
-		}
-		out[p] = next
-	}
-	return out, rows.Err()
 }
 
 // Events returns up to limit events after the position after, in

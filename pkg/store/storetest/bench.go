@@ -33,7 +33,8 @@ func BenchEvent(prefix string, i int) event.Event {
 
 // BenchPersist measures s.Persist of b.N batches of BenchBatchSize events,
 // 80% new and 20% already stored, from writers goroutines that each own a
-// shard and a partition offset, as workers do. It reports events/s.
+// shard and, on an OffsetStore, a partition offset, as workers do. It
+// reports events/s.
 func BenchPersist(b *testing.B, s process.Store, writers int) {
 	ctx := context.Background()
 	const dups = BenchBatchSize / 5
@@ -58,6 +59,7 @@ func BenchPersist(b *testing.B, s process.Store, writers int) {
 		batches[k] = evs
 	}
 
+	_, keepsOffsets := s.(OffsetStore)
 	var next atomic.Int64
 	var unique atomic.Int64
 	var wg sync.WaitGroup
@@ -70,9 +72,9 @@ func BenchPersist(b *testing.B, s process.Store, writers int) {
 				if k >= len(batches) {
 					return
 				}
-				batch := &process.Batch{
-					Events: batches[k], Shard: w,
-					Offset: &process.Offset{Topic: "events", Partition: w, From: offset, Next: offset + BenchBatchSize, First: offset == 0},
+				batch := &process.Batch{Events: batches[k], Shard: w}
+				if keepsOffsets {
+					batch.Offset = &process.Offset{Topic: "events", Partition: w, From: offset, Next: offset + BenchBatchSize, First: offset == 0}
 				}
 				p, err := s.Persist(ctx, batch)
 				if err != nil {

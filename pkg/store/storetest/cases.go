@@ -472,7 +472,8 @@ func first(topic string, partition int, from, next int64) *process.Offset {
 // a running consumer).
 func testOffsets(t *testing.T, s Subject) {
 	const topic = "events"
-	wantOffsets(t, s.Store, topic, map[int]int64{})
+	o := s.Store.(OffsetStore)
+	wantOffsets(t, o, topic, map[int]int64{})
 	for _, from := range []int64{0, 100} {
 		_, err := s.Store.Persist(context.Background(), &process.Batch{Events: []event.Event{ev("t", "reset")},
 			Shard: 3, Offset: offset(topic, 3, from, from+10)})
@@ -482,24 +483,24 @@ func testOffsets(t *testing.T, s Subject) {
 	}
 	wantRows(t, s.Store, 0)
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "1"), ev("t", "2")}, Shard: 3, Offset: first(topic, 3, 0, 100)})
-	wantOffsets(t, s.Store, topic, map[int]int64{3: 100})
+	wantOffsets(t, o, topic, map[int]int64{3: 100})
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "3")}, Shard: 3, Offset: offset(topic, 3, 100, 250)})
-	wantOffsets(t, s.Store, topic, map[int]int64{3: 250})
+	wantOffsets(t, o, topic, map[int]int64{3: 250})
 
-	before := snapshot(t, s.Store, topic)
-	for _, o := range []*process.Offset{offset(topic, 3, 100, 180), offset(topic, 3, 0, 80), offset(topic, 3, 300, 380),
+	before := offsetSnapshot(t, o, topic)
+	for _, off := range []*process.Offset{offset(topic, 3, 100, 180), offset(topic, 3, 0, 80), offset(topic, 3, 300, 380),
 		first(topic, 3, 0, 80)} { // behind, far behind, ahead, a late first batch
-		from := o.From
+		from := off.From
 		_, err := s.Store.Persist(context.Background(), &process.Batch{
 			Events:  []event.Event{ev("t", "zombie"), ev("t", "1"), ev("z", "zombie")},
 			Dropped: map[string]int{"t": 2, "y": 1},
 			Shard:   3,
-			Offset:  o,
+			Offset:  off,
 		})
 		if !errors.Is(err, process.ErrFenced) {
 			t.Fatalf("batch from %d with the partition at 250: err %v, want ErrFenced", from, err)
 		}
-		if after := snapshot(t, s.Store, topic); after != before {
+		if after := offsetSnapshot(t, o, topic); after != before {
 			t.Fatalf("a fenced batch changed the store:\nbefore %+v\n after %+v", before, after)
 		}
 	}
@@ -509,8 +510,8 @@ func testOffsets(t *testing.T, s Subject) {
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "4")}, Shard: 3, Offset: offset(topic, 3, 250, 300)})
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "5")}, Shard: 4, Offset: first(topic, 4, 0, 10)})
 	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "6")}, Shard: 3, Offset: first("events.other", 3, 500, 510)})
-	wantOffsets(t, s.Store, topic, map[int]int64{3: 300, 4: 10})
-	wantOffsets(t, s.Store, "events.other", map[int]int64{3: 510})
+	wantOffsets(t, o, topic, map[int]int64{3: 300, 4: 10})
+	wantOffsets(t, o, "events.other", map[int]int64{3: 510})
 	wantCounts(t, s.Store, map[string][3]int64{"t": {6, 6, 0}})
 	wantRows(t, s.Store, 6)
 }
@@ -520,6 +521,7 @@ func testOffsets(t *testing.T, s Subject) {
 // winner's events and counts are stored.
 func testOffsetRace(t *testing.T, s Subject) {
 	const racers = 8
+	offs := s.Store.(OffsetStore)
 	var stored int64
 	for round := range 3 {
 		from := int64(round * 10)
@@ -549,57 +551,104 @@ func testOffsetRace(t *testing.T, s Subject) {
 			t.Fatalf("round %d: %d won and %d were fenced, want 1 and %d", round, wins.Load(), fenced.Load(), racers-1)
 		}
 		stored += 3
-		wantOffsets(t, s.Store, "events", map[int]int64{0: from + 10})
+		wantOffsets(t, offs, "events", map[int]int64{0: from + 10})
 	}
 	wantRows(t, s.Store, stored)
 	wantCounts(t, s.Store, map[string][3]int64{"t": {stored + 3, stored, 3}})
 }
 
-// testEmptyBatches: a batch with no events still counts its drops and moves
-// its offset (a poll of only known duplicates), and is fenced like any other.
+// testEmptyBatches: a batch with no events still counts its drops (a poll of
+// only known duplicates); one with nothing at all changes nothing.
 func testEmptyBatches(t *testing.T, s Subject) {
+	p := persist(t, s.Store, &process.Batch{Dropped: map[string]int{"t": 5}, Shard: 2})
+	wantNew(t, p)
+	wantCounts(t, s.Store, map[string][3]int64{"t": {5, 0, 5}})
+	persist(t, s.Store, &process.Batch{})
+	persist(t, s.Store, &process.Batch{Events: []event.Event{}, Dropped: map[string]int{}})
+	wantCounts(t, s.Store, map[string][3]int64{"t": {5, 0, 5}})
+	wantRows(t, s.Store, 0)
+}
+
+// testEmptyBatchOffsets: a batch with no events still moves its offset, and
+// is fenced like any other.
+func testEmptyBatchOffsets(t *testing.T, s Subject) {
+	offs := s.Store.(OffsetStore)
 	p := persist(t, s.Store, &process.Batch{Dropped: map[string]int{"t": 5}, Shard: 2, Offset: first("events", 2, 0, 5)})
 	wantNew(t, p)
 	wantCounts(t, s.Store, map[string][3]int64{"t": {5, 0, 5}})
-	wantOffsets(t, s.Store, "events", map[int]int64{2: 5})
+	wantOffsets(t, offs, "events", map[int]int64{2: 5})
 
 	_, err := s.Store.Persist(context.Background(), &process.Batch{Dropped: map[string]int{"t": 7}, Shard: 2, Offset: offset("events", 2, 0, 7)})
 	if !errors.Is(err, process.ErrFenced) {
 		t.Fatalf("stale empty batch: err %v, want ErrFenced", err)
 	}
-	persist(t, s.Store, &process.Batch{})
-	persist(t, s.Store, &process.Batch{Events: []event.Event{}, Dropped: map[string]int{}})
 	// Only an offset: every record of the poll went elsewhere (dead letters).
 	persist(t, s.Store, &process.Batch{Shard: 2, Offset: offset("events", 2, 5, 9)})
 	wantCounts(t, s.Store, map[string][3]int64{"t": {5, 0, 5}})
-	wantOffsets(t, s.Store, "events", map[int]int64{2: 9})
+	wantOffsets(t, offs, "events", map[int]int64{2: 9})
 	wantRows(t, s.Store, 0)
+}
+
+// testRefusesOffsets: a store without offsets refuses a batch that carries
+// one (first of its partition or not, with events, drops or neither) with an
+// error that is not ErrFenced, changes nothing, and goes on storing batches
+// without one.
+func testRefusesOffsets(t *testing.T, s Subject) {
+	persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "1")}})
+	before := snapshot(t, s.Store)
+	for _, b := range []*process.Batch{
+		{Events: []event.Event{ev("t", "2"), ev("u", "1")}, Dropped: map[string]int{"t": 1}, Offset: first("events", 0, 0, 3)},
+		{Events: []event.Event{ev("t", "3")}, Shard: 4, Offset: offset("events", 4, 10, 11)},
+		{Dropped: map[string]int{"v": 2}, Offset: offset("events", 1, 0, 2)},
+		{Offset: first("events", 2, 0, 1)},
+	} {
+		_, err := s.Store.Persist(context.Background(), b)
+		if err == nil || errors.Is(err, process.ErrFenced) {
+			t.Fatalf("Persist of a batch with offset %+v: err %v, want a refusal that is not ErrFenced", *b.Offset, err)
+		}
+		if after := snapshot(t, s.Store); after != before {
+			t.Fatalf("a refused batch changed the store:\nbefore %+v\n after %+v", before, after)
+		}
+	}
+	wantNew(t, persist(t, s.Store, &process.Batch{Events: []event.Event{ev("t", "1"), ev("t", "2")}}), false, true)
+	wantCounts(t, s.Store, map[string][3]int64{"t": {3, 2, 1}})
+	wantRows(t, s.Store, 2)
 }
 
 func testCancelledBefore(t *testing.T, s Subject) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.Store.Persist(ctx, &process.Batch{
+	b := &process.Batch{
 		Events:  []event.Event{ev("t", "1"), ev("t", "2")},
 		Dropped: map[string]int{"t": 1},
-		Offset:  first("events", 0, 0, 3),
-	})
+	}
+	offs, keepsOffsets := s.Store.(OffsetStore)
+	if keepsOffsets {
+		b.Offset = first("events", 0, 0, 3)
+	}
+	_, err := s.Store.Persist(ctx, b)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Persist with a cancelled context: err %v, want context.Canceled", err)
 	}
 	wantRows(t, s.Store, 0)
 	wantCounts(t, s.Store, map[string][3]int64{})
-	wantOffsets(t, s.Store, "events", map[int]int64{})
+	if keepsOffsets {
+		wantOffsets(t, offs, "events", map[int]int64{})
+	}
 }
 
 // testCancelledDuring cancels Persist at growing delays: each batch is then
-// stored whole (rows, counters and offset) or not at all.
+// stored whole (rows, counters and, on an OffsetStore, offset) or not at all.
 func testCancelledDuring(t *testing.T, s Subject) {
 	const size = 200
+	offs, keepsOffsets := s.Store.(OffsetStore)
 	var committed int
 	for i := range 25 {
 		topic := fmt.Sprintf("t%02d", i)
-		b := &process.Batch{Shard: i, Dropped: map[string]int{topic: 1}, Offset: first("events", i, 0, size+1)}
+		b := &process.Batch{Shard: i, Dropped: map[string]int{topic: 1}}
+		if keepsOffsets {
+			b.Offset = first("events", i, 0, size+1)
+		}
 		for j := range size {
 			b.Events = append(b.Events, ev(topic, fmt.Sprint(j)))
 		}
@@ -610,9 +659,13 @@ func testCancelledDuring(t *testing.T, s Subject) {
 
 		c := counts(t, s.Store)[topic]
 		rows := len(readAll(t, s.Store, topic, 1000))
-		next, hasOffset := offsets(t, s.Store, "events")[i]
+		var next int64
+		var hasOffset bool
+		if keepsOffsets {
+			next, hasOffset = offsets(t, offs, "events")[i]
+		}
 		whole := c == event.Counts{Topic: topic, Received: size + 1, Unique: size, Duplicates: 1} &&
-			rows == size && hasOffset && next == size+1
+			rows == size && hasOffset == keepsOffsets && (!keepsOffsets || next == size+1)
 		none := c == event.Counts{} && rows == 0 && !hasOffset
 		if whole {
 			committed++

@@ -85,7 +85,7 @@ func wantRows(t *testing.T, s Store, want int64) {
 	}
 }
 
-func offsets(t *testing.T, s Store, topic string) map[int]int64 {
+func offsets(t *testing.T, s OffsetStore, topic string) map[int]int64 {
 	t.Helper()
 	o, err := s.Offsets(context.Background(), topic)
 	if err != nil {
@@ -94,7 +94,7 @@ func offsets(t *testing.T, s Store, topic string) map[int]int64 {
 	return o
 }
 
-func wantOffsets(t *testing.T, s Store, topic string, want map[int]int64) {
+func wantOffsets(t *testing.T, s OffsetStore, topic string, want map[int]int64) {
 	t.Helper()
 	if got := offsets(t, s, topic); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Offsets(%q) = %v, want %v", topic, got, want)

@@ -1,7 +1,8 @@
 // Package storetest is the contract every event store keeps: one suite, run
 // against each implementation (SQLite, Postgres) on a fresh, empty store per
 // case. The cases try to break the invariants of docs/architecture.md: stored once, the
-// first copy wins, exact counters, offsets fencing zombies, all or nothing.
+// first copy wins, exact counters, all or nothing, and, for a store that keeps
+// consumer offsets (Postgres, the workers' store), offsets fencing zombies.
 package storetest
 
 import (
@@ -19,8 +20,6 @@ import (
 type Store interface {
 	process.Store
 	query.Reader
-	// Offsets returns the next offset to consume of each partition of topic.
-	Offsets(ctx context.Context, topic string) (map[int]int64, error)
 	// Rows counts the stored events.
 	Rows(ctx context.Context) (int64, error)
 	// Expire, Forget: retention (pkg/retention).
@@ -29,6 +28,27 @@ type Store interface {
 	// Deleted counts the events retention deleted.
 	Deleted(ctx context.Context) (int64, error)
 }
+
+// OffsetStore is a Store that keeps consumer offsets: Persist records
+// Batch.Offset in the batch's transaction, with the compare-and-set of
+// docs/architecture.md, "Offsets", and fails with process.ErrFenced, changing
+// nothing, when the stored offset is not Offset.From.
+type OffsetStore interface {
+	Store
+	// Offsets returns the next offset to consume of each partition of topic.
+	Offsets(ctx context.Context, topic string) (map[int]int64, error)
+}
+
+// Offsets says whether the store under test keeps consumer offsets.
+type Offsets bool
+
+const (
+	// NoOffsets: the store has no Offsets method and refuses, changing
+	// nothing, any batch that carries an Offset (SQLite, the all-in-one's).
+	NoOffsets Offsets = false
+	// KeepsOffsets: the store is an OffsetStore (Postgres, the workers').
+	KeepsOffsets Offsets = true
+)
 
 // Subject is one fresh, empty, migrated store under test.
 type Subject struct {
@@ -44,13 +64,16 @@ type Subject struct {
 	Stall func(t *testing.T, topic string, shard int) (stalled func() bool, release func())
 }
 
-// Run runs the contract suite. open returns a new empty store for each case
+type testCase struct {
+	name string
+	run  func(t *testing.T, s Subject)
+}
+
+// Run runs the contract suite: the cases every store passes, then those of
+// its kind, offsets says which. open returns a new empty store for each case
 // and registers its cleanup on t.
-func Run(t *testing.T, open func(t *testing.T) Subject) {
-	cases := []struct {
-		name string
-		run  func(t *testing.T, s Subject)
-	}{
+func Run(t *testing.T, offsets Offsets, open func(t *testing.T) Subject) {
+	cases := []testCase{
 		{"NewThenDuplicate", testNewThenDuplicate},
 		{"FirstCopyWins", testFirstCopyWins},
 		{"Dropped", testDropped},
@@ -61,8 +84,6 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		{"Pagination", testPagination},
 		{"CommitOrder", testCommitOrder},
 		{"LargeBatch", testLargeBatch},
-		{"Offsets", testOffsets},
-		{"OffsetRace", testOffsetRace},
 		{"EmptyBatches", testEmptyBatches},
 		{"CancelledBefore", testCancelledBefore},
 		{"CancelledDuring", testCancelledDuring},
@@ -71,12 +92,26 @@ func Run(t *testing.T, open func(t *testing.T) Subject) {
 		{"ExpireCursor", testExpireCursor},
 		{"ExpireWhilePersisting", testExpireWhilePersisting},
 	}
+	if offsets == KeepsOffsets {
+		cases = append(cases,
+			testCase{"Offsets", testOffsets},
+			testCase{"OffsetRace", testOffsetRace},
+			testCase{"EmptyBatchOffsets", testEmptyBatchOffsets},
+		)
+	} else {
+		cases = append(cases, testCase{"RefusesOffsets", testRefusesOffsets})
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
 			if s.TimeResolution <= 0 {
 				t.Fatal("Subject.TimeResolution must be set")
+			}
+			// The cases of every store check the offsets of an OffsetStore
+			// too, so a store must be one exactly when it says so.
+			if _, ok := s.Store.(OffsetStore); ok != bool(offsets) {
+				t.Fatalf("the store %T says KeepsOffsets=%v but implements OffsetStore=%v", s.Store, bool(offsets), ok)
 			}
 			c.run(t, s)
 			if !t.Failed() {
@@ -134,7 +169,7 @@ type state struct {
 	events  int
 }
 
-func snapshot(t *testing.T, s Store, offsetTopics ...string) state {
+func snapshot(t *testing.T, s Store) state {
 	t.Helper()
 	ctx := context.Background()
 	var st state
@@ -147,13 +182,16 @@ func snapshot(t *testing.T, s Store, offsetTopics ...string) state {
 		t.Fatalf("Counts: %v", err)
 	}
 	st.counts = fmt.Sprint(counts)
-	for _, topic := range offsetTopics {
-		o, err := s.Offsets(ctx, topic)
-		if err != nil {
-			t.Fatalf("Offsets: %v", err)
-		}
-		st.offsets += fmt.Sprint(topic, o) // fmt sorts map keys
-	}
 	st.events = len(readAll(t, s, "", 1000))
+	return st
+}
+
+// offsetSnapshot is snapshot with the offsets of the given topics.
+func offsetSnapshot(t *testing.T, s OffsetStore, topics ...string) state {
+	t.Helper()
+	st := snapshot(t, s)
+	for _, topic := range topics {
+		st.offsets += fmt.Sprint(topic, offsets(t, s, topic)) // fmt sorts map keys
+	}
 	return st
 }
