@@ -2,21 +2,13 @@ package testdeps
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"github.com/segmentio/kafka-go"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 )
 
 // KafkaSASL is the SASL_SSL listener of the test Kafka (scripts/deps/kafka.sh):
@@ -151,33 +143,4 @@ func defaultCAFile() string {
 		return ""
 	}
 	return filepath.Join(filepath.Dir(file), "..", "..", ".cache", "deps", "kafka", "tls", "ca.pem")
-}
-
-// OtherCAFile writes the certificate of a fresh CA, one that signed no
-// broker certificate, and returns its path: a client that trusts only it
-// must refuse the test Kafka.
-func OtherCAFile(t testing.TB) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "a CA no broker knows"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
 }

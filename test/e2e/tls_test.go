@@ -2,21 +2,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"github.com/redis/go-redis/v9"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
@@ -156,7 +147,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	// A CA that did not sign the server: one clear line in each log.
-	other := writeOtherCA(t)
+	other := testdeps.OtherCAFile(t)
 	wrongPG := withDatabase(t, e.postgresURL, db, map[string]string{"sslrootcert": other})
 	addr := freeAddr(t)
 	q := newProcess(t, s.logDir, "query-wrong-ca", bin.query, serviceEnv(t, &config.Query{}, map[string]string{
@@ -214,31 +205,4 @@ func firstLineWith(path, s string) string {
 		}
 	}
 	return ""
-}
-
-// writeOtherCA writes a self-signed CA that signed nothing the servers use.
-func writeOtherCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "some other CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -1,13 +1,6 @@
 package redis_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +10,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/claim/claimtest"
 	claimredis "github.com/event-aggregator/event-aggregator/pkg/claim/redis"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 	"github.com/event-aggregator/event-aggregator/pkg/tlsconfig"
 )
 
@@ -63,7 +57,7 @@ func TestTLSRefused(t *testing.T) {
 		t.Fatal("a plaintext PING to the TLS port succeeded: the server does not require TLS there")
 	}
 
-	other, err := claimredis.NewClient(url, claimredis.WithTLSFiles(tlsconfig.Files{CAFile: writeOtherCA(t)}))
+	other, err := claimredis.NewClient(url, claimredis.WithTLSFiles(tlsconfig.Files{CAFile: testdeps.OtherCAFile(t)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +82,7 @@ func TestTLSRefused(t *testing.T) {
 // TestTLSOptions: the files replace go-redis's default TLS configuration
 // and keep the URL's host as the name to verify.
 func TestTLSOptions(t *testing.T) {
-	ca := writeOtherCA(t)
+	ca := testdeps.OtherCAFile(t)
 	c, err := claimredis.NewClient("rediss://cache.internal:6380/0", claimredis.WithTLSFiles(tlsconfig.Files{CAFile: ca}))
 	if err != nil {
 		t.Fatal(err)
@@ -109,31 +103,4 @@ func TestTLSOptions(t *testing.T) {
 	if cfg := c2.Options().TLSConfig; cfg == nil || cfg.RootCAs != nil {
 		t.Fatalf("without files: TLS config %+v; want go-redis's default (system roots)", cfg)
 	}
-}
-
-// writeOtherCA writes a self-signed CA that signed nothing the servers use.
-func writeOtherCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "some other CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -2,16 +2,8 @@ package postgres
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +63,7 @@ func TestTLSVerifyFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := wrong.Query()
-	q.Set("sslrootcert", writeOtherCA(t))
+	q.Set("sslrootcert", testdeps.OtherCAFile(t))
 	wrong.RawQuery = q.Encode()
 	bad, err := Open(ctx, wrong.String(), 1)
 	if err != nil {
@@ -83,31 +75,4 @@ func TestTLSVerifyFull(t *testing.T) {
 		t.Fatalf("ping with a CA that did not sign the server: %v; want an unknown-authority error", err)
 	}
 	t.Logf("wrong CA: %v", err)
-}
-
-// writeOtherCA writes a self-signed CA that signed nothing the servers use.
-func writeOtherCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "some other CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
