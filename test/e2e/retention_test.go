@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -21,19 +19,7 @@ type retentionStats struct {
 
 func (s *stack) retentionStats(ctx context.Context) (retentionStats, error) {
 	var st retentionStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.queryURL()+"/stats", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /stats: %s", resp.Status)
-	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
+	err := s.readStats(ctx, &st)
 	if err == nil && (st.StoredEvents == nil || st.StoreBytes == nil) {
 		err = fmt.Errorf("GET /stats lacks the store's size")
 	}

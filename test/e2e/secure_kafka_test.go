@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/segmentio/kafka-go"
-
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
 )
@@ -53,15 +50,7 @@ func newSecureStack(t *testing.T, k testdeps.KafkaSASL, workers int) *stack {
 	s.dlq = testdeps.NewKafkaTopic(t, 1)
 	testdeps.GrantKafkaACLs(t, k.Principal(), s.group, s.topic, s.dlq)
 
-	tr := &kafka.Transport{MetadataTTL: time.Second}
-	t.Cleanup(tr.CloseIdleConnections)
-	s.kafka = &kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: tr, Timeout: 10 * time.Second}
-	db, err := pgxpool.New(context.Background(), s.pgURL)
-	if err != nil {
-		t.Fatalf("open the scenario's database: %v", err)
-	}
-	t.Cleanup(db.Close)
-	s.db = db
+	s.connect(t)
 	s.migrate(t)
 
 	// The ingest reads its password from the environment, the workers from

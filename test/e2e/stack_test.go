@@ -94,16 +94,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.topic = testdeps.NewKafkaTopic(t, partitions)
 	s.dlq = testdeps.NewKafkaTopic(t, 1)
 
-	tr := &kafka.Transport{MetadataTTL: time.Second}
-	t.Cleanup(tr.CloseIdleConnections)
-	s.kafka = &kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: tr, Timeout: 10 * time.Second}
-	db, err := pgxpool.New(context.Background(), s.pgURL)
-	if err != nil {
-		t.Fatalf("open the scenario's database: %v", err)
-	}
-	t.Cleanup(db.Close)
-	s.db = db
-
+	s.connect(t)
 	s.migrate(t)
 	addr := freeAddr(t)
 	s.ingest = newProcess(t, s.logDir, "ingest", bin.ingest, s.ingestEnv(addr), addr)
@@ -212,17 +203,24 @@ type stats struct {
 // ended is found broken on its next use): it is asked again, for at most
 // 10 s, so only a lasting failure fails the test.
 func (s *stack) stats(ctx context.Context) (stats, error) {
+	var st stats
+	err := s.readStats(ctx, &st)
+	return st, err
+}
+
+// readStats decodes GET /stats into v, asking again on a 503 for at most 10 s.
+func (s *stack) readStats(ctx context.Context, v any) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := s.statsOnce(ctx)
+		err := s.statsOnce(ctx, v)
 		var unavailable *statusError
 		if !errors.As(err, &unavailable) || unavailable.code != http.StatusServiceUnavailable ||
 			time.Now().After(deadline) {
-			return st, err
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return st, err
+			return err
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -236,22 +234,20 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "GET /stats: " + e.status }
 
-func (s *stack) statsOnce(ctx context.Context) (stats, error) {
-	var st stats
+func (s *stack) statsOnce(ctx context.Context, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.queryURL()+"/stats", nil)
 	if err != nil {
-		return st, err
+		return err
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
-		return st, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, &statusError{code: resp.StatusCode, status: resp.Status}
+		return &statusError{code: resp.StatusCode, status: resp.Status}
 	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	return st, err
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // logEndOffsets returns each partition's high watermark: the offset the
@@ -446,4 +442,18 @@ func withParam(t testing.TB, u, k, v string) string {
 	q.Set(k, v)
 	parsed.RawQuery = q.Encode()
 	return parsed.String()
+}
+
+// connect opens the test's own clients of the scenario's Kafka and database.
+func (s *stack) connect(t *testing.T) {
+	t.Helper()
+	tr := &kafka.Transport{MetadataTTL: time.Second}
+	t.Cleanup(tr.CloseIdleConnections)
+	s.kafka = &kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: tr, Timeout: 10 * time.Second}
+	db, err := pgxpool.New(context.Background(), s.pgURL)
+	if err != nil {
+		t.Fatalf("open the scenario's database: %v", err)
+	}
+	t.Cleanup(db.Close)
+	s.db = db
 }
