@@ -74,6 +74,7 @@ func (s *Store) write() {
 		}
 		if len(group) > 0 {
 			s.commit(group)
+			s.afterCommit(rows)
 		}
 		clear(group) // drop references to the callers' batches
 	}

@@ -41,6 +41,9 @@ type Store struct {
 	commits   atomic.Int64 // transactions committed, for tests
 	// beforeCommit, when set by a test, runs before each group's transaction.
 	beforeCommit func()
+	// Checkpoints under light load (wal.go), and how many ran, for tests.
+	light           lightLoad
+	idleCheckpoints atomic.Int64
 }
 
 // Sizes of group commit.

@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestCheckpointPages(t *testing.T) {
@@ -42,5 +44,45 @@ func TestNilPayloadFailsTheBatch(t *testing.T) {
 	counts, err := s.Counts(t.Context())
 	if err != nil || len(counts) != 0 {
 		t.Errorf("counters %+v (%v), want none", counts, err)
+	}
+}
+
+func TestLightLoadDecidesIdleCheckpoints(t *testing.T) {
+	t.Parallel()
+	var l lightLoad
+	steps := []struct {
+		rows, queued int
+		want         bool
+	}{
+		{lightCheckpointRows, 0, false},     // heavy: the WAL may grow
+		{lightCheckpointRows, 0, false},     // heavy
+		{1, 3, false},                       // light, but batches are waiting
+		{1, 0, true},                        // light, idle, 2,002 events since
+		{lightCheckpointRows - 2, 0, false}, // heavy again
+		{1, 0, false},                       // 999 since the checkpoint
+		{1, 0, true},                        // 1,000
+	}
+	for i, st := range steps {
+		if got := l.due(st.rows, st.queued); got != st.want {
+			t.Fatalf("step %d (%d rows, %d queued): due %t, want %t", i, st.rows, st.queued, got, st.want)
+		}
+	}
+}
+
+// After heavy groups, a light one with nothing queued checkpoints the WAL.
+func TestIdleCheckpoint(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	for i, n := range []int{lightCheckpointRows, lightCheckpointRows, 1} {
+		if _, err := s.Persist(t.Context(), batchOf(fmt.Sprint("t", i), n, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.idleCheckpoints.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no idle checkpoint after a light group")
+		}
+		time.Sleep(time.Millisecond) // polling a condition
 	}
 }
