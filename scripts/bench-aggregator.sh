@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 events=${1:-1000000}
 stored=${2:-5000000}
 single=${SINGLE_EVENTS:-40000}
-bin=.cache/bin
+bin=${BIN_DIR:-.cache/bin} # BIN_DIR builds elsewhere
 work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$bin"
