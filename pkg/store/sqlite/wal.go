@@ -24,8 +24,8 @@ func WithCheckpointPages(pages int) Option { return func(o *options) { o.checkpo
 // accumulated, keeping the WAL short; under heavy batches it never does, and
 // the WAL grows to DefaultCheckpointPages.
 const (
-	lightGroupRows      = 100   // a group of fewer events means the writer is not saturated
-	lightCheckpointRows = 1_000 // events committed since the last idle checkpoint
+	lightGroupRows      = 100 // a group of fewer events means the writer is not saturated
+	lightCheckpointRows = 250 // events since the last idle checkpoint: ~1,000 pages, SQLite's own default
 )
 
 // lightLoad decides the idle checkpoints; the writer goroutine owns it.

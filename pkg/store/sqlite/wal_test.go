@@ -57,10 +57,10 @@ func TestLightLoadDecidesIdleCheckpoints(t *testing.T) {
 		{lightCheckpointRows, 0, false},     // heavy: the WAL may grow
 		{lightCheckpointRows, 0, false},     // heavy
 		{1, 3, false},                       // light, but batches are waiting
-		{1, 0, true},                        // light, idle, 2,002 events since
+		{1, 0, true},                        // light, idle, and enough events since
 		{lightCheckpointRows - 2, 0, false}, // heavy again
-		{1, 0, false},                       // 999 since the checkpoint
-		{1, 0, true},                        // 1,000
+		{1, 0, false},                       // one short of lightCheckpointRows since
+		{1, 0, true},                        // lightCheckpointRows
 	}
 	for i, st := range steps {
 		if got := l.due(st.rows, st.queued); got != st.want {
