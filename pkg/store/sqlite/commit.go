@@ -226,8 +226,8 @@ const rowsPerInsert = 32
 // insertMany is the multi-row INSERT of rowsPerInsert events. OR IGNORE,
 // not ON CONFLICT DO NOTHING: a statement that can abort halfway (on a NOT
 // NULL column) makes SQLite copy every page it touches to a statement
-// journal first, and on random keys that is a page per event
-// (docs/benchmarks.md, "Random ids"). Nothing is NULL: Go strings and
+// journal first, and on random keys that is a page per event (docs/benchmarks.md,
+// "Random ids, single events, open loop"). Nothing is NULL: Go strings and
 // integers never are, and insert refuses a nil payload before any statement.
 var insertMany = "INSERT OR IGNORE INTO events (topic, event_id, ts, source, payload, processed_at) VALUES " +
 	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rowsPerInsert), ", ")

@@ -9,8 +9,9 @@ import "context"
 // outgrows 1,000 pages: the writer then checkpoints (and fsyncs the database
 // file) after nearly every commit, rewriting pages that the next commits
 // change again. A larger WAL copies each such page once per checkpoint
-// instead (docs/benchmarks.md, "Random ids"). It costs disk, not memory:
-// the WAL is read and written through the file, not mapped.
+// instead (docs/benchmarks.md, "Random ids, single events, open loop"). It
+// costs disk, not memory: the WAL is read and written through the file, not
+// mapped.
 const DefaultCheckpointPages = 16384 // 64 MiB of 4 KiB pages
 
 // WithCheckpointPages sets the WAL size, in pages, past which a commit
