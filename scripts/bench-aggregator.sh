@@ -1,32 +1,45 @@
 #!/usr/bin/env bash
 # Benchmarks the all-in-one binary with the publisher, on this machine:
-#   1. batched publish: 1,000 events/request, 20% duplicates, 8 clients, at the
-#      default memory settings and at large caches (the old defaults), same run;
-#   2. single-event publish: 32 clients at a target rate, and unlimited;
-#   3. a store of many events (5 M by default) filled at the default settings,
-#      then restart to ready.
-# Every phase reports the aggregator's peak resident memory (VmHWM: anonymous
-# plus file-backed) and its resident memory at the end; the publisher's peak
-# comes from GNU time when installed.
+#   1. batched publish: 1,000 events/request, 20% duplicates, 8 clients, with
+#      random UUIDv4 ids and with the publisher's ordered ids at the default
+#      memory settings, and random ids at large caches (the old defaults);
+#   2. single-event publish with random ids: open loop at 2,000 req/s (latency
+#      from each request's scheduled time), closed loop paced at 2,000 req/s
+#      by 32 clients, and closed loop unlimited;
+#   3. a store of many events (5 M by default, random ids) filled at the
+#      default settings, then batched (random and ordered ids) and single-event
+#      open loop on top of it, then restart to ready.
+# Every publish prints the store size at its start (events and MiB on disk)
+# and the load average; every phase reports the aggregator's peak resident
+# memory (VmHWM: anonymous plus file-backed) and its resident memory at the
+# end; the publisher's peak comes from GNU time when installed.
 # Usage: scripts/bench-aggregator.sh [events] [stored-for-restart]
+# AGGREGATOR_BIN benchmarks another aggregator build (to compare two, run the
+# script once with each, or see scripts/bench-ab.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 events=${1:-1000000}
 stored=${2:-5000000}
-bin=.cache/bin
+single=${SINGLE_EVENTS:-40000}
+bin=${BIN_DIR:-.cache/bin} # BIN_DIR builds elsewhere
 work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$bin"
-go build -o "$bin/aggregator" ./services/aggregator
+aggregator=${AGGREGATOR_BIN:-}
+if [[ -z $aggregator ]]; then
+  go build -o "$bin/aggregator" ./services/aggregator
+  aggregator=$bin/aggregator
+fi
 go build -o "$bin/publisher" ./services/publisher
 
 addr=127.0.0.1:18080
 large=(--sqlite-cache-mb 256 --sqlite-mmap-mb 1024 --claim-cache-keys 1048576)
+dir=
 start() { # data dir, then extra flags
-  local dir=$1
+  dir=$1
   shift
-  "$bin/aggregator" --addr "$addr" --data-dir "$dir" --log-level warn "$@" &
+  "$aggregator" --addr "$addr" --data-dir "$dir" --log-level warn "$@" &
   pid=$!
   until curl -fs "http://$addr/readyz" >/dev/null 2>&1; do sleep 0.005; done
 }
@@ -35,38 +48,53 @@ memory() {
   awk '/^VmHWM|^VmRSS|^RssAnon|^RssFile/ {printf "%s %d MiB  ", $1, $2/1024} END {print ""}' "/proc/$pid/status"
 }
 stop() { echo "aggregator memory: $(memory)"; kill "$pid"; wait "$pid" 2>/dev/null || true; }
+# store: what the aggregator holds as a publish starts.
+store() {
+  echo "store at start: $(curl -fs "http://$addr/stats" | jq -r .unique_processed) events," \
+    "$(du -sm "$dir" | cut -f1) MiB on disk; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
 publish() { # publisher flags
+  store
   if [[ -x /usr/bin/time ]]; then
     /usr/bin/time -f "publisher peak RSS: %M KiB" "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
   else
     "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
   fi
 }
+batched=(--events "$events" --duplicates 0.2 --batch 1000 --concurrency 8 --topics 10)
+open_loop=(--events "$single" --duplicates 0 --batch 1 --ids uuid --open-loop --rate 2000 --concurrency 256)
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(go version | cut -d' ' -f3)"
+echo "aggregator: $aggregator"
 
-for mode in default large; do
+for mode in uuid sequential large; do
   flags=()
-  [[ $mode == large ]] && flags=("${large[@]}")
+  ids=$mode
+  [[ $mode == large ]] && flags=("${large[@]}") && ids=uuid
   start "$work/batched-$mode" "${flags[@]}"
-  echo "== batched ($mode memory settings ${flags[*]}): $events events, 1,000/request, 20% duplicates, 8 clients"
-  publish --events "$events" --duplicates 0.2 --batch 1000 --concurrency 8 --topics 10
+  echo "== batched, $ids ids (memory settings: ${flags[*]:-default}): $events events, 1,000/request, 20% duplicates, 8 clients"
+  publish "${batched[@]}" --ids "$ids"
   stop
 done
 
 start "$work/single"
-echo "== single-event: 40,000 events, 32 clients, target 2,000 req/s"
-publish --events 40000 --duplicates 0 --batch 1 --concurrency 32 --rate 2000
-echo "== single-event: 40,000 events, 32 clients, unlimited rate"
-publish --events 40000 --duplicates 0 --batch 1 --concurrency 32
+echo "== single-event, uuid ids, open loop: $single events at 2,000 req/s (latency from the scheduled time), up to 256 in flight"
+publish "${open_loop[@]}"
+echo "== single-event, uuid ids, closed loop: $single events, 32 clients, paced at 2,000 req/s"
+publish --events "$single" --duplicates 0 --batch 1 --ids uuid --concurrency 32 --rate 2000
+echo "== single-event, uuid ids, closed loop: $single events, 32 clients, unlimited rate"
+publish --events "$single" --duplicates 0 --batch 1 --ids uuid --concurrency 32
 stop
 
-echo "== $stored events stored at the default settings, then restart to ready"
+echo "== $stored events stored (uuid ids) at the default settings, then restart to ready"
 start "$work/restart"
-publish --events "$stored" --duplicates 0.2 --batch 1000 --concurrency 8 --no-verify >/dev/null
-echo "stored: $(curl -fs "http://$addr/stats" | jq -c '{unique_processed, received}')"
-echo "== batched on top of the $stored stored: $events events"
-publish --events "$events" --duplicates 0.2 --batch 1000 --concurrency 8 --topics 10
+publish --events "$stored" --duplicates 0.2 --batch 1000 --concurrency 8 --ids uuid --no-verify >/dev/null
+for ids in uuid sequential; do
+  echo "== batched on top of the stored events, $ids ids: $events events"
+  publish "${batched[@]}" --ids "$ids"
+done
+echo "== single-event on top of the stored events, uuid ids, open loop at 2,000 req/s"
+publish "${open_loop[@]}"
 stop
 for i in 1 2 3; do
   t0=$(date +%s.%N)

@@ -6,7 +6,12 @@
 #      waits for the exact counters), with the consumer lag sampled meanwhile;
 #   2. in the same run, on the same Postgres: the raw INSERT … SELECT FROM
 #      unnest … ON CONFLICT DO NOTHING rate and the worker's store path
-#      (postgres.Store.Persist), same batch size and connections.
+#      (postgres.Store.Persist), same batch size and connections;
+#   3. single events on one ingest process: closed loop with 64 clients, and
+#      open loop at 2,000 and 5,000 req/s (latency from each request's
+#      scheduled time), each verified end to end.
+# Event ids are random UUIDv4 (IDS=sequential for the publisher's ordered ids);
+# each publish prints the store size at its start and the load average.
 # Usage: scripts/bench-distributed.sh [events] [workers]   (default 300000 3)
 # Leaves the stack running; scripts/stack.sh down stops it.
 set -euo pipefail
@@ -32,6 +37,12 @@ eval "$(scripts/deps.sh env postgres redis kafka)"
 export AGGREGATOR_POSTGRES_URL AGGREGATOR_KAFKA_BROKERS
 go build -o "$bin/" ./test/e2e/cmd/lagwatch ./test/e2e/cmd/storebench
 batch_size=${AGGREGATOR_BATCH_SIZE:-500} # the workers' batch, for the store figures
+ids=${IDS:-uuid}
+single=${SINGLE_EVENTS:-30000}
+store_size() {
+	echo "store at start: $(curl -fs http://127.0.0.1:8081/stats | jq -r .unique_processed) events;" \
+		"load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
 
 # CPU accounting, to say where the time goes: each component's CPU time
 # (its process and children, live or reaped, in clock ticks), found by the
@@ -66,12 +77,13 @@ lag_pid=$!
 sleep 1
 cpu_snapshot "$work/cpu.before"
 launched=$(date +%s%3N)
-echo "== end to end: $events events, 1,000/request, 20% duplicates, 8 clients, $workers workers"
+echo "== end to end: $events events, $ids ids, 1,000/request, 20% duplicates, 8 clients, $workers workers"
+store_size
 publisher=("$bin/publisher")
 # GNU time, when installed, reports the publisher's peak resident memory.
 [[ -x /usr/bin/time ]] && publisher=(/usr/bin/time -o "$work/publisher.rss" -f %M "$bin/publisher")
 "${publisher[@]}" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$events" \
-	--duplicates 0.2 --batch 1000 --concurrency 8 --topics 20 --settle-timeout 5m \
+	--duplicates 0.2 --batch 1000 --concurrency 8 --topics 20 --settle-timeout 5m --ids "$ids" \
 	--json --no-progress >"$work/e2e.json" || {
 	cat "$work/e2e.json" >&2
 	echo "bench-distributed: the publisher run failed" >&2
@@ -147,3 +159,19 @@ for entry in "${components[@]}"; do
 	[[ -n $pid ]] && awk -v name="${entry%%:*}" '/^VmHWM/ { printf "| %s | %.0f |\n", name, $2 / 1024 }' "/proc/$pid/status"
 done
 [[ -f $work/publisher.rss ]] && awk '{ printf "| publisher | %.0f |\n", $1 / 1024 }' "$work/publisher.rss"
+
+# 3. Single events on the ingest process, verified end to end.
+echo
+echo "| single event on ingest ($ids ids, $single events, no duplicates) | req/s | p50 ms | p99 ms | verification |"
+echo "|---|---|---|---|---|"
+single_run() { # label, publisher flags
+	local label=$1
+	shift
+	store_size >&2
+	"$bin/publisher" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$single" \
+		--duplicates 0 --batch 1 --ids "$ids" --settle-timeout 5m --json --no-progress "$@" >"$work/single.json" || true
+	jq -r --arg l "$label" '"| \($l) | \(.requests_per_second | floor) | \(.latency_ms.p50) | \(.latency_ms.p99) | \(.verification.status) |"' "$work/single.json"
+}
+single_run "closed loop, 64 clients" --concurrency 64
+single_run "open loop, 2,000 req/s" --open-loop --rate 2000 --concurrency 512
+single_run "open loop, 5,000 req/s" --open-loop --rate 5000 --concurrency 512

@@ -19,9 +19,11 @@ type cli struct {
 	Batch         int           `name:"batch" env:"PUBLISHER_BATCH" default:"100" help:"Events per request; 1 sends a single event object per request."`
 	Concurrency   int           `name:"concurrency" env:"PUBLISHER_CONCURRENCY" default:"8" help:"Requests in flight."`
 	Rate          float64       `name:"rate" env:"PUBLISHER_RATE" default:"0" help:"Target events per second; 0 is unlimited."`
+	OpenLoop      bool          `name:"open-loop" env:"PUBLISHER_OPEN_LOOP" help:"With --rate: keep to the schedule whatever the answers and count each request's latency from when it was due, so waiting for a free client (up to --concurrency in flight) is counted too."`
+	IDs           string        `name:"ids" env:"PUBLISHER_IDS" enum:"sequential,uuid" default:"sequential" help:"Event ids: sequential (<run-id>-<n>, almost in key order) or uuid (random UUIDv4 derived from the seed, run id and event number)."`
 	Retries       int           `name:"retries" env:"PUBLISHER_RETRIES" default:"5" help:"Retries per request on 5xx, 429, timeouts and connection errors (exponential backoff with jitter; Retry-After honoured)."`
 	Timeout       time.Duration `name:"timeout" env:"PUBLISHER_TIMEOUT" default:"10s" help:"Timeout of one HTTP request."`
-	RunID         string        `name:"run-id" env:"PUBLISHER_RUN_ID" help:"Run id; event ids are <run-id>-<n> (default: random)."`
+	RunID         string        `name:"run-id" env:"PUBLISHER_RUN_ID" help:"Run id; sequential event ids are <run-id>-<n>, UUIDs are derived from it (default: random)."`
 	PayloadBytes  int           `name:"payload-bytes" env:"PUBLISHER_PAYLOAD_BYTES" default:"64" help:"Approximate size of each event's payload."`
 	APIKey        string        `name:"api-key" env:"PUBLISHER_API_KEY" help:"Sent as Authorization: Bearer <key>."`
 	NDJSON        bool          `name:"ndjson" env:"PUBLISHER_NDJSON" help:"Send application/x-ndjson bodies instead of JSON arrays."`
@@ -63,6 +65,8 @@ func (c *cli) config() loadgen.Config {
 		Batch:         c.Batch,
 		Concurrency:   c.Concurrency,
 		Rate:          c.Rate,
+		OpenLoop:      c.OpenLoop,
+		IDs:           c.IDs,
 		Retries:       c.Retries,
 		Timeout:       c.Timeout,
 		RunID:         c.RunID,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -303,6 +304,31 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
+func TestUUIDsOpenLoop(t *testing.T) {
+	t.Parallel()
+	f, srv := newAggregator(t, nil)
+	rep, errOut, code := publishJSON(t, srv.URL, "--events", "300", "--batch", "1", "--duplicates", "0.2",
+		"--ids", "uuid", "--open-loop", "--rate", "100000", "--concurrency", "4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if rep.IDs != "uuid" || !rep.OpenLoop || rep.Verification == nil || rep.Verification.Status != loadgen.VerifyOK {
+		t.Fatalf("report: ids %q, open loop %t, verification %+v", rep.IDs, rep.OpenLoop, rep.Verification)
+	}
+	got := f.snapshot(t)
+	if got.unique != 300 || got.received != 375 || got.copyMismatches != 0 {
+		t.Errorf("server: unique %d, received %d, %d copies differ; want 300, 375, 0", got.unique, got.received, got.copyMismatches)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	for k := range f.first {
+		if !uuid.MatchString(k.EventID) {
+			t.Fatalf("event id %q is not a v4 UUID", k.EventID)
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	out, errOut, code := runCLI(t.Context(), "--help")
@@ -330,6 +356,8 @@ func TestBadFlags(t *testing.T) {
 		{"--url", "ftp://example"},
 		{"--timeout", "0s"},
 		{"--run-id", "bad\nid"},
+		{"--ids", "ulid"},
+		{"--open-loop"}, // without --rate
 		{"extra-argument"},
 	} {
 		_, errOut, code := runCLI(t.Context(), args...)

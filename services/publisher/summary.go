@@ -20,8 +20,14 @@ func writeSummary(w io.Writer, r *loadgen.Report) error {
 	if r.NDJSON {
 		body = "NDJSON"
 	}
-	line("run", "%s → %s (%d topics, batch %d, concurrency %d, %s, seed %d)",
-		r.RunID, r.URL, r.Topics, r.Batch, r.Concurrency, body, r.Seed)
+	loop := "closed loop"
+	if r.OpenLoop {
+		loop = fmt.Sprintf("open loop at %.0f events/s", r.Rate)
+	} else if r.Rate > 0 {
+		loop = fmt.Sprintf("closed loop paced at %.0f events/s", r.Rate)
+	}
+	line("run", "%s → %s (%d topics, batch %d, concurrency %d, %s, %s ids, %s, seed %d)",
+		r.RunID, r.URL, r.Topics, r.Batch, r.Concurrency, body, r.IDs, loop, r.Seed)
 	line("events sent", "%d = %d distinct + %d duplicates (planned: %d in the same request, %d soon after, %d late out of order)",
 		r.EventsSent, r.DistinctEvents, r.DuplicatesSent, r.DuplicatesInBatch, r.DuplicatesSoon, r.DuplicatesLate)
 	line("acknowledged", "%d events, %d distinct; %d distinct never acknowledged",

@@ -74,6 +74,7 @@ func (s *Store) write() {
 		}
 		if len(group) > 0 {
 			s.commit(group)
+			s.afterCommit(rows)
 		}
 		clear(group) // drop references to the callers' batches
 	}
@@ -194,10 +195,14 @@ type querier interface {
 // statement per row costs more in database/sql than in SQLite itself.
 const rowsPerInsert = 32
 
-// insertMany is the multi-row INSERT of rowsPerInsert events.
-var insertMany = "INSERT INTO events (topic, event_id, ts, source, payload, processed_at) VALUES " +
-	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rowsPerInsert), ", ") +
-	" ON CONFLICT (topic, event_id) DO NOTHING"
+// insertMany is the multi-row INSERT of rowsPerInsert events. OR IGNORE,
+// not ON CONFLICT DO NOTHING: a statement that can abort halfway (on a NOT
+// NULL column) makes SQLite copy every page it touches to a statement
+// journal first, and on random keys that is a page per event (docs/benchmarks.md,
+// "Random ids, single events, open loop"). Nothing is NULL: Go strings and
+// integers never are, and insert refuses a nil payload before any statement.
+var insertMany = "INSERT OR IGNORE INTO events (topic, event_id, ts, source, payload, processed_at) VALUES " +
+	strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", rowsPerInsert), ", ")
 
 // inserter inserts a batch's events (distinct keys) and tells which were new.
 type inserter struct {
@@ -208,6 +213,12 @@ type inserter struct {
 }
 
 func (in *inserter) insert(ctx context.Context, events []event.Event, isNew []bool) error {
+	for i := range events {
+		// A nil payload binds as NULL, which OR IGNORE would skip unseen.
+		if events[i].Payload == nil {
+			return fmt.Errorf("insert event %q of topic %q: no payload", events[i].EventID, events[i].Topic)
+		}
+	}
 	j := 0
 	for ; j+rowsPerInsert <= len(events); j += rowsPerInsert {
 		if err := in.chunk(ctx, events[j:j+rowsPerInsert], isNew[j:j+rowsPerInsert]); err != nil {

@@ -45,6 +45,9 @@ type Store struct {
 	keysKept atomic.Bool
 	// beforeCommit, when set by a test, runs before each group's transaction.
 	beforeCommit func()
+	// Checkpoints under light load (wal.go), and how many ran, for tests.
+	light           lightLoad
+	idleCheckpoints atomic.Int64
 }
 
 // Sizes of group commit.
@@ -60,6 +63,8 @@ type options struct {
 	sync       string
 	cacheBytes int64 // page cache of the writer connection
 	mmapBytes  int64 // memory-mapped reads per connection; 0 is off
+	// checkpointPages is the writer's wal_autocheckpoint (wal.go).
+	checkpointPages int
 }
 
 // Defaults of the memory settings: together 48 MiB of page cache,
@@ -92,12 +97,16 @@ func WithMmap(bytes int64) Option { return func(o *options) { o.mmapBytes = byte
 // Open opens (creating when missing) the database at path and applies the
 // migrations.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, mmapBytes: DefaultMmapBytes}
+	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, mmapBytes: DefaultMmapBytes,
+		checkpointPages: DefaultCheckpointPages}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.sync != "normal" && o.sync != "full" {
 		return nil, fmt.Errorf("sqlite synchronous mode %q: want normal or full", o.sync)
+	}
+	if o.checkpointPages < 1 {
+		return nil, fmt.Errorf("sqlite checkpoint pages %d: want >= 1", o.checkpointPages)
 	}
 	if o.cacheBytes < 0 || o.mmapBytes < 0 {
 		return nil, fmt.Errorf("sqlite cache %d and mmap %d bytes: want >= 0", o.cacheBytes, o.mmapBytes)
@@ -109,7 +118,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_txlock=immediate" +
 		fmt.Sprintf("&_pragma=mmap_size(%d)&_pragma=temp_store(MEMORY)", o.mmapBytes)
 	// A negative cache_size is in KiB.
-	w, err := sql.Open("sqlite", dsn+fmt.Sprintf("&_pragma=cache_size(-%d)", o.cacheBytes/kibibyte))
+	w, err := sql.Open("sqlite", dsn+fmt.Sprintf("&_pragma=cache_size(-%d)&_pragma=wal_autocheckpoint(%d)",
+		o.cacheBytes/kibibyte, o.checkpointPages))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
@@ -135,8 +145,8 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	r.SetMaxOpenConns(readerConns)
 	s.r = r
-	s.ins, err = w.PrepareContext(ctx, `INSERT INTO events (topic, event_id, ts, source, payload, processed_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic, event_id) DO NOTHING`)
+	s.ins, err = w.PrepareContext(ctx, `INSERT OR IGNORE INTO events (topic, event_id, ts, source, payload, processed_at)
+		VALUES (?, ?, ?, ?, ?, ?)`) // OR IGNORE: see insertMany
 	if err == nil {
 		s.insMany, err = w.PrepareContext(ctx, insertMany)
 	}

@@ -19,15 +19,20 @@ type Config struct {
 	URL      string // ingest base URL; /publish is appended
 	QueryURL string // where /stats is read; empty means URL
 
-	Events       int     // distinct events
-	Topics       int     // events are spread over topic-0 … topic-(Topics-1)
-	Duplicates   float64 // fraction of all sent events that are re-sends, in [0, 1)
-	Batch        int     // events per request; 1 sends single-object bodies
-	Concurrency  int
-	Rate         float64 // target events/s; 0 means unlimited
-	Retries      int     // extra attempts per request
-	Timeout      time.Duration
-	RunID        string // event ids are <RunID>-<n>
+	Events      int     // distinct events
+	Topics      int     // events are spread over topic-0 … topic-(Topics-1)
+	Duplicates  float64 // fraction of all sent events that are re-sends, in [0, 1)
+	Batch       int     // events per request; 1 sends single-object bodies
+	Concurrency int
+	Rate        float64 // target events/s; 0 means unlimited
+	Retries     int     // extra attempts per request
+	Timeout     time.Duration
+	RunID       string // sequential event ids are <RunID>-<n>
+	IDs         string // IDsSequential (also "") or IDsUUID
+	// OpenLoop (with Rate) schedules request i at start + i·batch/Rate whatever
+	// the answers, and counts each first attempt's latency from that scheduled
+	// time, so time spent waiting for a free client is counted too.
+	OpenLoop     bool
 	PayloadBytes int
 	APIKey       string
 	NDJSON       bool
@@ -48,6 +53,8 @@ type Config struct {
 	Notify func(msg string)
 	// Client overrides the HTTP client (tests); nil builds one sized for Concurrency.
 	Client *http.Client
+	// clock overrides the time source of sending (tests); nil is the real one.
+	clock clock
 }
 
 // maxRunID leaves room for "-<n>" inside the 255-byte event_id limit.
@@ -82,6 +89,12 @@ func (c *Config) Validate() error {
 	}
 	if math.IsNaN(c.Rate) || c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate %v: want 0 (unlimited) or more", c.Rate))
+	}
+	if c.OpenLoop && c.Rate <= 0 {
+		errs = append(errs, errors.New("open loop needs a rate: requests are scheduled at --rate"))
+	}
+	if err := checkIDs(c.IDs); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Retries < 0 {
 		errs = append(errs, fmt.Errorf("retries %d: want 0 or more", c.Retries))

@@ -10,9 +10,10 @@ import (
 // encoder writes events by hand: the generator must outrun the aggregator it
 // loads, and every copy of event n must be byte-identical.
 type encoder struct {
-	topics  []string // `{"topic":"topic-i","event_id":"<run-id>-` per topic
-	source  string   // from the end of the timestamp to the payload's seq value
-	filler  string   // payload padding
+	topics  []string // `{"topic":"topic-i","event_id":"` per topic
+	id      idWriter
+	source  string // from the end of the timestamp to the payload's seq value
+	filler  string // payload padding
 	base    time.Time
 	ndjson  bool
 	single  bool // batch of one sent as a bare object
@@ -29,7 +30,12 @@ func newEncoder(cfg *Config, base time.Time) *encoder {
 		nTopics: int32(cfg.Topics),
 	}
 	for i := range e.topics {
-		e.topics[i] = `{"topic":"` + TopicName(i) + `","event_id":"` + runID + "-"
+		e.topics[i] = `{"topic":"` + TopicName(i) + `","event_id":"`
+	}
+	e.id.prefix = runID + "-"
+	if cfg.IDs == IDsUUID {
+		g := newUUIDGen(cfg.Seed, cfg.RunID)
+		e.id.uuid = &g
 	}
 	source := cfg.Source
 	if source == "" {
@@ -88,7 +94,7 @@ func (e *encoder) AppendBody(b []byte, events []int32) []byte {
 
 func (e *encoder) appendEvent(b []byte, n int32) []byte {
 	b = append(b, e.topics[n%e.nTopics]...)
-	b = strconv.AppendInt(b, int64(n), 10)
+	b = e.id.append(b, n)
 	b = append(b, `","timestamp":"`...)
 	// Event n happened n microseconds after the run's start: stable across copies.
 	b = e.base.Add(time.Duration(n)*time.Microsecond).AppendFormat(b, time.RFC3339Nano)

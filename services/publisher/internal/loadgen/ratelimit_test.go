@@ -26,11 +26,11 @@ func TestHonoursRetryAfterOn429(t *testing.T) {
 	}))
 	defer srv.Close()
 	s := &sender{client: srv.Client(), url: srv.URL, contentType: "application/json", timeout: 10 * time.Second,
-		policy: retryPolicy{retries: 3, base: time.Hour}}
+		policy: retryPolicy{retries: 3, base: time.Hour}, clock: realClock{}}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	tl := newTally()
-	n, err := s.send(ctx, []byte(`[]`), tl)
+	n, err := s.send(ctx, []byte(`[]`), tl, time.Time{})
 	if err != nil || n != 2 {
 		t.Fatalf("send: %d attempts, %v; want 2 attempts and success", n, err)
 	}

@@ -22,6 +22,8 @@ type Report struct {
 	Batch       int     `json:"batch"`
 	Concurrency int     `json:"concurrency"`
 	Rate        float64 `json:"rate"`
+	OpenLoop    bool    `json:"open_loop"`
+	IDs         string  `json:"ids"`
 	NDJSON      bool    `json:"ndjson"`
 
 	EventsPlanned  int `json:"events_planned"`
@@ -80,6 +82,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid config: %w", err)
 	}
+	if cfg.IDs == "" {
+		cfg.IDs = IDsSequential
+	}
+	if cfg.clock == nil {
+		cfg.clock = realClock{}
+	}
 	if cfg.Seed == 0 {
 		var b [8]byte
 		_, _ = rand.Read(b[:]) // never fails
@@ -108,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	plan := NewPlan(cfg.Events, DuplicateCount(cfg.Events, cfg.Duplicates), cfg.Batch, rng)
 	rep := &Report{
 		RunID: cfg.RunID, URL: base, Seed: cfg.Seed, Topics: cfg.Topics, Batch: cfg.Batch,
-		Concurrency: cfg.Concurrency, Rate: cfg.Rate, NDJSON: cfg.NDJSON,
+		Concurrency: cfg.Concurrency, Rate: cfg.Rate, OpenLoop: cfg.OpenLoop, IDs: cfg.IDs, NDJSON: cfg.NDJSON,
 		EventsPlanned:     len(plan.Stream),
 		DuplicatesInBatch: plan.InBatch, DuplicatesSoon: plan.Soon, DuplicatesLate: plan.Late,
 	}
@@ -123,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	s := &sender{
 		client: client, url: base + "/publish", apiKey: cfg.APIKey,
-		timeout: cfg.Timeout, policy: policy,
+		timeout: cfg.Timeout, policy: policy, clock: cfg.clock,
 	}
 	enc := newEncoder(&cfg, time.Now())
 	s.contentType = enc.ContentType()
@@ -196,14 +204,14 @@ type result struct {
 func publish(ctx context.Context, cfg *Config, plan *Plan, s *sender, enc *encoder) *result {
 	n := plan.Batches()
 	res := &result{sent: make([]bool, n), acked: make([]bool, n), tally: newTally()}
-	pace := newPacer(cfg.Rate)
+	pace := newPacer(cfg.Rate, cfg.OpenLoop, cfg.clock)
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
 		wg      sync.WaitGroup
 		errOnce sync.Once
 	)
-	start := time.Now()
+	start := cfg.clock.Now()
 	for range min(cfg.Concurrency, n) {
 		wg.Go(func() {
 			t := newTally()
@@ -215,12 +223,16 @@ func publish(ctx context.Context, cfg *Config, plan *Plan, s *sender, enc *encod
 					break
 				}
 				events := plan.BatchAt(i)
-				if pace.wait(ctx, len(events)) != nil {
+				due, err := pace.wait(ctx, len(events))
+				if err != nil {
 					break
+				}
+				if !cfg.OpenLoop {
+					due = time.Time{}
 				}
 				body = enc.AppendBody(body[:0], events)
 				res.sent[i] = true
-				attempts, err := s.send(ctx, body, t)
+				attempts, err := s.send(ctx, body, t, due)
 				retries += attempts - 1
 				resent += (attempts - 1) * len(events)
 				switch {
@@ -243,7 +255,7 @@ func publish(ctx context.Context, cfg *Config, plan *Plan, s *sender, enc *encod
 		})
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed = cfg.clock.Now().Sub(start)
 	return res
 }
 

@@ -23,6 +23,7 @@ type sender struct {
 	contentType string
 	timeout     time.Duration
 	policy      retryPolicy
+	clock       clock
 }
 
 // tally is one worker's counts, merged after the workers stop.
@@ -43,13 +44,17 @@ func (t *tally) merge(o *tally) {
 }
 
 // send delivers body and returns the number of attempts and the last error.
-func (s *sender) send(ctx context.Context, body []byte, t *tally) (int, error) {
+// A non-zero due is when the request was scheduled (open loop): the first
+// attempt's latency counts from then, including any wait for a free client.
+func (s *sender) send(ctx context.Context, body []byte, t *tally, due time.Time) (int, error) {
 	return s.policy.do(ctx, func(ctx context.Context) (time.Duration, error) {
-		return s.attempt(ctx, body, t)
+		from := due
+		due = time.Time{}
+		return s.attempt(ctx, body, t, from)
 	})
 }
 
-func (s *sender) attempt(parent context.Context, body []byte, t *tally) (time.Duration, error) {
+func (s *sender) attempt(parent context.Context, body []byte, t *tally, due time.Time) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(parent, s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
@@ -61,13 +66,16 @@ func (s *sender) attempt(parent context.Context, body []byte, t *tally) (time.Du
 		req.Header.Set("Authorization", "Bearer "+s.apiKey)
 	}
 
-	start := time.Now()
+	start := s.clock.Now()
+	if !due.IsZero() && due.Before(start) {
+		start = due
+	}
 	retryAfter, err := s.exchange(req)
 	if err != nil && parent.Err() != nil {
 		return -1, err // interrupted: neither a latency nor a response worth counting
 	}
 	t.requests++
-	t.latencies = append(t.latencies, time.Since(start))
+	t.latencies = append(t.latencies, s.clock.Now().Sub(start))
 	var se *StatusError
 	switch {
 	case err == nil:
@@ -107,32 +115,38 @@ func (s *sender) exchange(req *http.Request) (time.Duration, error) {
 // workers. Each request reserves len/rate seconds after the previous one.
 type pacer struct {
 	mu       sync.Mutex
+	clock    clock
 	next     time.Time
 	perEvent float64 // seconds
+	// open keeps the schedule fixed: a request that is late stays due at its
+	// slot and the ones after it are not pushed back (open loop).
+	open bool
 }
 
 const pacerSlack = 20 * time.Millisecond
 
-func newPacer(rate float64) *pacer {
+func newPacer(rate float64, open bool, c clock) *pacer {
 	if rate <= 0 {
 		return nil
 	}
-	return &pacer{perEvent: 1 / rate}
+	return &pacer{perEvent: 1 / rate, open: open, clock: c}
 }
 
-func (p *pacer) wait(ctx context.Context, events int) error {
+// wait sleeps until the request's slot and returns the time it was due; zero
+// when unpaced.
+func (p *pacer) wait(ctx context.Context, events int) (time.Time, error) {
 	if p == nil {
-		return ctx.Err()
+		return time.Time{}, ctx.Err()
 	}
 	p.mu.Lock()
-	now := time.Now()
-	// Falling a little behind (sleep overshoot) is made up; a longer stall is
-	// not saved up for a burst.
-	if p.next.Before(now.Add(-pacerSlack)) {
+	now := p.clock.Now()
+	// Closed loop: falling a little behind (sleep overshoot) is made up; a
+	// longer stall is not saved up for a burst.
+	if p.next.IsZero() || (!p.open && p.next.Before(now.Add(-pacerSlack))) {
 		p.next = now
 	}
 	at := p.next
 	p.next = p.next.Add(time.Duration(float64(events) * p.perEvent * float64(time.Second)))
 	p.mu.Unlock()
-	return sleep(ctx, time.Until(at))
+	return at, p.clock.Sleep(ctx, at.Sub(now))
 }

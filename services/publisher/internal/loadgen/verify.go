@@ -170,8 +170,23 @@ func (v *Verification) judge(unacknowledged int, topicsAcked []string) {
 	if !v.Settled && v.Status != VerifyUndecidable {
 		msgs = append(msgs, "counters were still changing at the settle timeout")
 	}
+	// Every event received is either stored or dropped as a duplicate, in the
+	// same transaction: the identity holds at any moment, whatever else runs.
+	broken := false
+	for _, s := range []struct {
+		name string
+		st   Stats
+	}{{"before", v.Baseline}, {"after", v.Final}} {
+		if s.st.Received != s.st.UniqueProcessed+s.st.DuplicateDropped {
+			broken = true
+			msgs = append(msgs, fmt.Sprintf("%s the run received %d ≠ unique_processed %d + duplicate_dropped %d",
+				s.name, s.st.Received, s.st.UniqueProcessed, s.st.DuplicateDropped))
+		}
+	}
 
 	switch {
+	case broken:
+		v.Status = VerifyFailed
 	case v.Status == VerifyUndecidable:
 	case len(msgs) > 0:
 		v.Status = VerifyFailed
