@@ -85,29 +85,18 @@ func (r *clusterRelease) helm(t *testing.T, verb string, args ...string) []strin
 	return hooks.ran
 }
 
-// helmTest runs `helm test`. Its Pods are admitted here but not run (see hookRunner), so
-// Helm must report each of them failed, and nothing else; with no test Pod it must pass.
-// Helm keeps a failed test Pod for its logs; it is deleted here as an operator would.
+// helmTest runs `helm test`. Its Pods run here as processes against the all-in-one (see
+// hookRunner): every one must pass, and the chart's test Pod must have run when enabled.
 func (r *clusterRelease) helmTest(t *testing.T) {
 	t.Helper()
-	out, hooks, err := r.c.helmWithHooks(t, r.ns, "test", r.name, "--namespace", r.ns, "--timeout", "1m")
+	out, hooks, err := r.c.helmWithHooks(t, r.ns, "test", r.name, "--namespace", r.ns, "--timeout", "4m")
+	if err != nil {
+		t.Errorf("helm test: %v\n%s", err, out)
+	}
 	if len(hooks.testPods) == 0 {
-		if err != nil {
-			t.Errorf("helm test: %v", err)
-		}
-		return
+		t.Error("helm test ran no test Pod: the chart renders one (templates/tests)")
 	}
-	if err == nil {
-		t.Errorf("helm test passed although its Pods %v were not run:\n%s", hooks.testPods, out)
-	}
-	for _, p := range hooks.testPods {
-		if err != nil && !strings.Contains(err.Error(), p) {
-			t.Errorf("helm test failed, but not (only) on its Pod %s, recorded as not run: %v", p, err)
-		}
-		if err := r.c.client.CoreV1().Pods(r.ns).Delete(context.Background(), p, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("delete helm test Pod %s: %v", p, err)
-		}
-	}
+	t.Logf("helm test ran %v here", hooks.testPods)
 }
 
 // urlArgs sets the connection URLs: the release's own database, and the test Redis (which

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -326,6 +327,11 @@ func (c *testCluster) helmWithHooks(t *testing.T, ns string, args ...string) ([]
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &hookRunner{c: c, ns: ns, worker: workerBinary(t), done: map[types.UID]bool{}}
+	if len(args) > 0 && args[0] == "test" {
+		// The stand-in for ingest and query behind the test Pod (see runTestPod).
+		dir := binaries(t)
+		r.publisher, r.allInOne = filepath.Join(dir, "publisher"), filepath.Join(dir, "aggregator")
+	}
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -349,18 +355,22 @@ func (c *testCluster) helmWithHooks(t *testing.T, ns string, args ...string) ([]
 // (migration.initContainers: their own images, e.g. waiting for Postgres) are admitted but
 // not run; the test Postgres is already up.
 //
-// A `helm test` Pod (the publisher, checking ingest and query end to end) needs the whole
-// data plane running, which this cluster cannot run: the runner records it as Failed with
-// reason NotRunHere, so `helm test` reports it, and the caller checks that this is the only
-// failure. The Pod's command is run against the binaries by the process tests.
+// A `helm test` Pod (the publisher, checking ingest and query end to end) is run the same
+// way: its rendered command, with its environment resolved through the API, runs on this
+// machine against the all-in-one binary, which serves the same API as ingest and query
+// (the Services' host names in the command are rewritten to it), and the Pod's phase is
+// recorded from the exit status. The data plane itself (ingest, worker and query as the
+// rendered Deployments start them) is tested as processes by TestChartToProcess.
 type hookRunner struct {
 	c        *testCluster
 	ns       string
 	worker   string
 	done     map[types.UID]bool
 	ran      []string // hook Jobs run
-	testPods []string // helm test Pods recorded as not run
-	errs     []error
+	testPods []string // helm test Pods run
+
+	publisher, allInOne string // binaries for the helm test Pods; empty: none expected
+	errs                []error
 }
 
 func (r *hookRunner) run(ctx context.Context) {
@@ -395,7 +405,7 @@ func (r *hookRunner) run(ctx context.Context) {
 				continue
 			}
 			r.done[p.UID] = true
-			if err := r.notRunHere(ctx, p); err != nil {
+			if err := r.runTestPod(ctx, p); err != nil {
 				r.errs = append(r.errs, fmt.Errorf("helm test Pod %s: %w", p.Name, err))
 			}
 		}
@@ -406,20 +416,126 @@ func (r *hookRunner) run(ctx context.Context) {
 	}
 }
 
-// notRunHere records a helm test Pod as Failed without running it (see hookRunner).
-func (r *hookRunner) notRunHere(ctx context.Context, p *corev1.Pod) error {
+// runTestPod runs a helm test Pod's publisher command against a fresh all-in-one (see
+// hookRunner) and records the outcome as the Pod's phase, as the kubelet would.
+func (r *hookRunner) runTestPod(ctx context.Context, p *corev1.Pod) error {
 	r.testPods = append(r.testPods, p.Name)
+	if r.publisher == "" {
+		return errors.New("a helm test Pod outside `helm test`")
+	}
+	if len(p.Spec.Containers) != 1 || !strings.Contains(p.Spec.Containers[0].Image, "publisher") {
+		return fmt.Errorf("containers %d, image %q: the harness runs exactly one publisher", len(p.Spec.Containers),
+			p.Spec.Containers[0].Image)
+	}
+	ctr := p.Spec.Containers[0]
+	env, err := r.resolveEnv(ctx, p.Name, ctr)
+	if err != nil {
+		return err
+	}
+	// The key the Pod sends (from the release's Secret) is the stand-in's only key.
+	key := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PUBLISHER_API_KEY="); ok {
+			key = v
+		}
+	}
+	addr, stop, err := startAllInOne(ctx, r.allInOne, key)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	// Only the addresses of the ingest and query Services change.
+	svcs, err := r.c.client.CoreV1().Services(r.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list Services: %w", err)
+	}
+	var pairs []string
+	for _, svc := range svcs.Items {
+		switch svc.Labels["app.kubernetes.io/component"] {
+		case "ingest", "query":
+			pairs = append(pairs, fmt.Sprintf("%s:%d", svc.Name, svc.Spec.Ports[0].Port), addr)
+		}
+	}
+	if len(pairs) != 4 {
+		return fmt.Errorf("found %d of the ingest and query Services", len(pairs)/2)
+	}
+	rw := strings.NewReplacer(pairs...)
+	args := slices.Clone(ctr.Command)
+	for _, a := range ctr.Args {
+		args = append(args, rw.Replace(a))
+	}
+	runCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, r.publisher, args...)
+	cmd.Env = append(env, "PATH="+os.Getenv("PATH"))
+	out, runErr := cmd.CombinedOutput()
+	phase, reason, msg := corev1.PodSucceeded, "", ""
+	if runErr != nil {
+		phase, reason, msg = corev1.PodFailed, "Error", fmt.Sprintf("%v: %s", runErr, tail(out, 2000))
+		r.errs = append(r.errs, fmt.Errorf("helm test Pod %s, run here: %s", p.Name, msg))
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := r.c.client.CoreV1().Pods(r.ns).Get(ctx, p.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		cur.Status.Phase = corev1.PodFailed
-		cur.Status.Reason = "NotRunHere"
-		cur.Status.Message = "admitted, not run: the deploy test's cluster has no kubelet"
+		cur.Status.Phase, cur.Status.Reason, cur.Status.Message = phase, reason, msg
 		_, err = r.c.client.CoreV1().Pods(r.ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
+}
+
+// startAllInOne starts the all-in-one binary on a free port with an empty store (and key
+// as its API key, when set) and waits until it is ready.
+func startAllInOne(ctx context.Context, bin, key string) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "helm-test-")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"AGGREGATOR_ADDR=" + addr, "AGGREGATOR_DATA_DIR=" + dir, "AGGREGATOR_LOG_LEVEL=warn",
+		"AGGREGATOR_API_KEYS=" + key}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	stop = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(wctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr, stop, nil
+			}
+		}
+		select {
+		case <-wctx.Done():
+			stop()
+			return "", nil, fmt.Errorf("the all-in-one at %s is not ready: %w", addr, wctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tail is the last n bytes of b, for a status message.
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 func (r *hookRunner) complete(ctx context.Context, job *batchv1.Job) error {
