@@ -401,7 +401,8 @@ func (r *hookRunner) run(ctx context.Context) {
 		}
 		for i := range pods.Items {
 			p := &pods.Items[i]
-			if r.done[p.UID] || !slices.Contains(strings.Split(p.Annotations["helm.sh/hook"], ","), "test") {
+			// A test Pod Helm kept from an earlier `helm test` (a failed one) is not run again.
+			if r.done[p.UID] || r.publisher == "" || !slices.Contains(strings.Split(p.Annotations["helm.sh/hook"], ","), "test") {
 				continue
 			}
 			r.done[p.UID] = true
@@ -420,9 +421,6 @@ func (r *hookRunner) run(ctx context.Context) {
 // hookRunner) and records the outcome as the Pod's phase, as the kubelet would.
 func (r *hookRunner) runTestPod(ctx context.Context, p *corev1.Pod) error {
 	r.testPods = append(r.testPods, p.Name)
-	if r.publisher == "" {
-		return errors.New("a helm test Pod outside `helm test`")
-	}
 	if len(p.Spec.Containers) != 1 || !strings.Contains(p.Spec.Containers[0].Image, "publisher") {
 		return fmt.Errorf("containers %d, image %q: the harness runs exactly one publisher", len(p.Spec.Containers),
 			p.Spec.Containers[0].Image)
@@ -620,6 +618,9 @@ func (r *hookRunner) resolveEnv(ctx context.Context, podName string, ctr corev1.
 	}
 	for _, e := range ctr.Env {
 		v, err := r.envValue(ctx, podName, ctr, e)
+		if errors.Is(err, errOptionalMissing) {
+			continue // as the kubelet does: the variable is not set
+		}
 		if err != nil {
 			return nil, fmt.Errorf("env %s: %w", e.Name, err)
 		}
@@ -660,6 +661,9 @@ func (r *hookRunner) sourceData(ctx context.Context, cm *corev1.ConfigMapEnvSour
 	return nil, errors.New("envFrom without a source")
 }
 
+// errOptionalMissing: an optional key that is not there leaves its variable unset.
+var errOptionalMissing = errors.New("optional key missing")
+
 func (r *hookRunner) envValue(ctx context.Context, podName string, ctr corev1.Container, e corev1.EnvVar) (string, error) {
 	from := e.ValueFrom
 	switch {
@@ -671,6 +675,9 @@ func (r *hookRunner) envValue(ctx context.Context, podName string, ctr corev1.Co
 			return "", err
 		}
 		v, ok := s.Data[from.SecretKeyRef.Key]
+		if !ok && from.SecretKeyRef.Optional != nil && *from.SecretKeyRef.Optional {
+			return "", errOptionalMissing
+		}
 		if !ok {
 			return "", fmt.Errorf("Secret %s has no key %s", s.Name, from.SecretKeyRef.Key)
 		}
