@@ -22,7 +22,7 @@ func (emptyReader) Events(context.Context, string, event.Position, int) ([]event
 	return nil, nil
 }
 func (emptyReader) Counts(context.Context) ([]event.Counts, error) { return nil, nil }
-func (emptyReader) SizeBytes(context.Context) (int64, error)       { return 4096, nil }
+func (emptyReader) Size(context.Context) (int64, int64, error)     { return 0, 4096, nil }
 
 func full(keys *auth.Keys) http.Handler {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })

@@ -67,7 +67,7 @@ func (m *memStore) Events(_ context.Context, topic string, after event.Position,
 	return out, nil
 }
 
-func (m *memStore) SizeBytes(context.Context) (int64, error) { return 8192, nil }
+func (m *memStore) Size(context.Context) (int64, int64, error) { return 0, 8192, nil }
 
 func (m *memStore) Counts(context.Context) ([]event.Counts, error) {
 	m.mu.Lock()

@@ -26,9 +26,10 @@ const (
 	Distributed = "distributed"
 )
 
-// Sizer reports the store's size on disk.
+// Sizer reports the store's size: the events alive and the bytes on disk
+// (the same figures GET /stats shows).
 type Sizer interface {
-	SizeBytes(ctx context.Context) (int64, error)
+	Size(ctx context.Context) (events, bytes int64, err error)
 }
 
 // Options describe the binary the console runs in.
@@ -95,7 +96,7 @@ func period(d time.Duration) string {
 // Info serves GET /console/info. A key limited to some topics sees the
 // retention overrides of those topics only.
 func (c *Console) Info(w http.ResponseWriter, r *http.Request) {
-	size, err := c.o.Store.SizeBytes(r.Context())
+	_, size, err := c.o.Store.Size(r.Context())
 	if err != nil {
 		c.o.Log.WarnContext(r.Context(), "read failed", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "1")

@@ -25,7 +25,7 @@ type sizer struct {
 	err error
 }
 
-func (s sizer) SizeBytes(context.Context) (int64, error) { return s.n, s.err }
+func (s sizer) Size(context.Context) (int64, int64, error) { return 0, s.n, s.err }
 
 func info(t *testing.T, h http.Handler, key string) (int, console.Info) {
 	t.Helper()

@@ -14,16 +14,16 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/store/sqlite"
 )
 
-// TestSizeBytesGrowsWithTheEvents: the size is that of the pages in use,
-// written ones included before a checkpoint moved them into the file.
-func TestSizeBytesGrowsWithTheEvents(t *testing.T) {
+// TestSizeGrowsWithTheEvents: the size is that of the database file and its
+// write-ahead log, so written pages count before a checkpoint moves them.
+func TestSizeGrowsWithTheEvents(t *testing.T) {
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "events.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	before, err := s.SizeBytes(ctx)
+	_, before, err := s.Size(ctx)
 	if err != nil || before <= 0 {
 		t.Fatalf("empty store: %d bytes, %v", before, err)
 	}
@@ -36,8 +36,8 @@ func TestSizeBytesGrowsWithTheEvents(t *testing.T) {
 	if _, err := s.Persist(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	after, err := s.SizeBytes(ctx)
-	if err != nil || after < before+200*4000 {
-		t.Fatalf("after 800 kB of payloads: %d bytes (was %d), %v", after, before, err)
+	events, after, err := s.Size(ctx)
+	if err != nil || after < before+200*4000 || events != 200 {
+		t.Fatalf("after 200 events of 4 kB: %d events, %d bytes (was %d), %v", events, after, before, err)
 	}
 }
