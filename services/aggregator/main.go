@@ -29,6 +29,7 @@ import (
 	"github.com/event-aggregator/event-aggregator/pkg/query"
 	"github.com/event-aggregator/event-aggregator/pkg/retention"
 	"github.com/event-aggregator/event-aggregator/pkg/server"
+	"github.com/event-aggregator/event-aggregator/pkg/store/pebble"
 	"github.com/event-aggregator/event-aggregator/pkg/store/sqlite"
 	"github.com/event-aggregator/event-aggregator/pkg/telemetry"
 )
@@ -79,8 +80,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// Last: the spans of the final commits are flushed too.
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "events.db"), sqlite.WithSync(cfg.Sync),
-		sqlite.WithCache(int64(cfg.SQLiteCacheMB)<<20), sqlite.WithMmap(int64(cfg.SQLiteMmapMB)<<20))
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -117,7 +117,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		Query: query.New(store, started, log,
 			query.WithRetention(policy), query.WithSize(store.Size)),
 		Ready: health.Ready(2*time.Second, map[string]health.Check{
-			"sqlite":   store.Ping,
+			cfg.Store:  store.Ping,
 			"shutdown": drain.Check,
 		}),
 		Metrics: metrics.Handler(),
@@ -141,6 +141,44 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	bus.Close()
 	log.Info("stopped", "uptime", time.Since(started).String())
 	return err
+}
+
+// store is what the all-in-one needs of its embedded store.
+type store interface {
+	process.Store
+	query.Reader
+	retention.Store
+	Size(ctx context.Context) (events, bytes int64, err error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Where each engine keeps its data, under the data directory.
+const (
+	sqliteFile = "events.db"
+	pebbleDir  = "pebble"
+)
+
+// openStore opens the configured engine. It refuses a data directory that
+// holds the other engine's data: starting empty beside it would look like
+// every stored event had been lost.
+func openStore(ctx context.Context, cfg *config.Aggregator, log *slog.Logger) (store, error) {
+	mine, other := sqliteFile, pebbleDir
+	if cfg.Store == "pebble" {
+		mine, other = pebbleDir, sqliteFile
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, mine)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, other)); err == nil {
+			return nil, fmt.Errorf("%s holds a store of the other engine (%s), not one of --store %s: "+
+				"choose that engine or another data directory", cfg.DataDir, other, cfg.Store)
+		}
+	}
+	if cfg.Store == "pebble" {
+		return pebble.Open(ctx, filepath.Join(cfg.DataDir, pebbleDir), pebble.WithLogger(log),
+			pebble.WithCache(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemtable(int64(cfg.PebbleMemtableMB)<<20))
+	}
+	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqliteFile), sqlite.WithSync(cfg.Sync),
+		sqlite.WithCache(int64(cfg.SQLiteCacheMB)<<20), sqlite.WithMmap(int64(cfg.SQLiteMmapMB)<<20))
 }
 
 // runRetention deletes expired events in the background until the returned

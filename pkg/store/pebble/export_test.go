@@ -1,0 +1,10 @@
+package pebble
+
+import pebbledb "github.com/cockroachdb/pebble/v2"
+
+// WithTuning changes Pebble's options before Open (benchmarks compare
+// settings with it).
+func WithTuning(f func(*pebbledb.Options)) Option { return func(o *options) { o.tune = f } }
+
+// Metrics prints Pebble's metrics (benchmarks report them).
+func (s *Store) Metrics() string { return s.db.Metrics().String() }

@@ -1,0 +1,164 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+)
+
+// The store's key space. Each kind of record has its own one-byte prefix, so
+// the random keys of the dedup index ('k') and the ordered event log ('e',
+// 't') fall into separate ranges of the LSM: flushes and compactions split
+// there, and the log, appended in order, is moved down the levels rather
+// than rewritten.
+//
+// Strings inside keys are length-prefixed (uvarint), so no topic or event id,
+// whatever bytes it holds, can make two keys collide or sort into another's
+// range.
+const (
+	prefixKey     = 'k' // k topic id -> seq of the event, 0 when deleted with its key kept; stored at
+	prefixEvent   = 'e' // e seq -> the event
+	prefixTopic   = 't' // t topic seq -> nothing: the events of one topic in order
+	prefixCounter = 'c' // c topic -> received, unique, duplicate, deleted
+	prefixKept    = 'x' // x stored-at topic id -> nothing: kept keys by age, for Forget
+	prefixMeta    = 'm' // m name -> value
+)
+
+// metaSeq holds the last seq handed out: a seq is never reused, even after
+// the newest event is deleted, so no cursor can point at two events.
+var metaSeq = []byte{prefixMeta, 's'}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }
+
+// dedupKey is the unique key of (topic, event id).
+func dedupKey(b []byte, topic, id string) []byte {
+	b = append(b, prefixKey)
+	b = appendString(b, topic)
+	return append(b, id...)
+}
+
+func eventKey(b []byte, seq uint64) []byte { return appendSeq(append(b, prefixEvent), seq) }
+
+func topicPrefix(b []byte, topic string) []byte { return appendString(append(b, prefixTopic), topic) }
+
+func topicKey(b []byte, topic string, seq uint64) []byte {
+	return appendSeq(topicPrefix(b, topic), seq)
+}
+
+func counterKey(topic string) []byte { return append([]byte{prefixCounter}, topic...) }
+
+// keptKey orders kept keys by when their event was stored. Times before
+// 1970 would not sort as unsigned, but a stored-at time is always now.
+func keptKey(at int64, topic, id string) []byte {
+	b := appendSeq([]byte{prefixKept}, uint64(at))
+	b = appendString(b, topic)
+	return append(b, id...)
+}
+
+// dedupValue: the event's seq (0 for a kept key of a deleted event) and when
+// it was stored (Unix microseconds).
+func dedupValue(b []byte, seq uint64, at int64) []byte {
+	b = binary.AppendUvarint(b, seq)
+	return binary.AppendVarint(b, at)
+}
+
+func parseDedupValue(v []byte) (seq uint64, at int64, err error) {
+	seq, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, 0, errCorrupt
+	}
+	at, m := binary.Varint(v[n:])
+	if m <= 0 {
+		return 0, 0, errCorrupt
+	}
+	return seq, at, nil
+}
+
+var errCorrupt = errors.New("corrupt record")
+
+// eventValue encodes an event: topic, id, source, timestamp, stored-at, then
+// the payload as received.
+func eventValue(b []byte, e *event.Event, at int64) []byte {
+	b = appendString(b, e.Topic)
+	b = appendString(b, e.EventID)
+	b = appendString(b, e.Source)
+	b = binary.AppendVarint(b, e.Timestamp.UnixMicro())
+	b = binary.AppendVarint(b, at)
+	return append(b, e.Payload...)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) string() string {
+	n, k := binary.Uvarint(r.b)
+	if k <= 0 || uint64(len(r.b)-k) < n {
+		r.err = errCorrupt
+		return ""
+	}
+	s := string(r.b[k : k+int(n)])
+	r.b = r.b[k+int(n):]
+	return s
+}
+
+func (r *reader) varint() int64 {
+	v, k := binary.Varint(r.b)
+	if k <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+// parseEvent decodes an event stored at seq; the payload is copied.
+func parseEvent(seq uint64, v []byte) (event.Stored, error) {
+	r := reader{b: v}
+	var e event.Stored
+	e.Topic = r.string()
+	e.EventID = r.string()
+	e.Source = r.string()
+	ts := r.varint()
+	at := r.varint()
+	if r.err != nil {
+		return event.Stored{}, fmt.Errorf("event %d: %w", seq, r.err)
+	}
+	e.Timestamp = time.UnixMicro(ts).UTC()
+	e.ProcessedAt = time.UnixMicro(at).UTC()
+	e.Payload = append([]byte(nil), r.b...)
+	e.Pos.Seq = int64(seq)
+	return e, nil
+}
+
+// counters is one topic's counter record.
+type counters struct {
+	event.Counts
+	deleted int64
+}
+
+func (c *counters) value() []byte {
+	b := binary.AppendVarint(nil, c.Received)
+	b = binary.AppendVarint(b, c.Unique)
+	b = binary.AppendVarint(b, c.Duplicates)
+	return binary.AppendVarint(b, c.deleted)
+}
+
+func parseCounters(topic string, v []byte) (counters, error) {
+	r := reader{b: v}
+	c := counters{Counts: event.Counts{Topic: topic, Received: r.varint(), Unique: r.varint(), Duplicates: r.varint()},
+		deleted: r.varint()}
+	if r.err != nil {
+		return counters{}, fmt.Errorf("counters of %q: %w", topic, r.err)
+	}
+	return c, nil
+}

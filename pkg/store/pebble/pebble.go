@@ -1,0 +1,472 @@
+// Package pebble is an all-in-one Store and Reader on Pebble, an LSM
+// key-value store: made for random-key ingest, where a B-tree writes a page
+// per new random key, an LSM appends every write to its log and sorts it in
+// the background. One goroutine writes (group commit); every group commit is
+// synced to the write-ahead log before any caller hears "stored".
+package pebble
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	pebbledb "github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/store/groupcommit"
+)
+
+// Store persists batches into a Pebble database and reads them back.
+type Store struct {
+	db *pebbledb.DB
+	w  *groupcommit.Writer
+
+	// mu serialises the writers: group commits and retention.
+	mu       sync.Mutex
+	seq      uint64               // last seq handed out
+	counters map[string]*counters // every topic's counters, as committed
+	// beforeCommit, when set by a test, runs before each group's commit.
+	beforeCommit func()
+}
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	cacheBytes    int64
+	memtableBytes int64
+	log           *slog.Logger
+	tune          func(*pebbledb.Options) // tests compare settings with it
+}
+
+// Defaults of the memory settings: the block cache holds the dedup index's
+// hot blocks and filters; two memtables may be in memory at once (one being
+// flushed).
+const (
+	DefaultCacheBytes    = 32 << 20
+	DefaultMemtableBytes = 32 << 20
+)
+
+// WithCache sets the block cache, in bytes.
+func WithCache(bytes int64) Option { return func(o *options) { o.cacheBytes = bytes } }
+
+// WithMemtable sets the size of a memtable, in bytes.
+func WithMemtable(bytes int64) Option { return func(o *options) { o.memtableBytes = bytes } }
+
+// WithLogger sends Pebble's own messages (recovery, background errors) to log.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// ErrOffset is returned by Persist for a batch that carries a Kafka offset:
+// the all-in-one has no Kafka, so such a batch is a wiring mistake.
+var ErrOffset = errors.New("pebble store keeps no consumer offsets: a batch with an offset needs the Postgres store")
+
+// ErrClosed is returned by Persist after Close.
+var ErrClosed = groupcommit.ErrClosed
+
+// Open opens (creating when missing) the database in dir.
+func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+	o := options{cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.cacheBytes < 0 || o.memtableBytes < 1<<20 {
+		return nil, fmt.Errorf("pebble cache %d and memtable %d bytes: want >= 0 and >= 1 MiB", o.cacheBytes, o.memtableBytes)
+	}
+	if o.log == nil {
+		o.log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	cache := pebbledb.NewCache(o.cacheBytes)
+	defer cache.Unref() // the database holds its own reference
+	po := &pebbledb.Options{
+		Cache:              cache,
+		MemTableSize:       uint64(o.memtableBytes),
+		FormatMajorVersion: pebbledb.FormatNewest,
+		Logger:             logger{o.log},
+	}
+	// Bloom filters on every level: most keys looked up are new, and a
+	// filter answers "not here" for a table without reading it.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	if o.tune != nil {
+		o.tune(po)
+	}
+	db, err := pebbledb.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble: %w", err)
+	}
+	s := &Store{db: db, counters: map[string]*counters{}}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open pebble: %w", err)
+	}
+	s.w = groupcommit.New(s.commitGroup)
+	return s, nil
+}
+
+// load reads the last seq and the counters.
+func (s *Store) load() error {
+	v, closer, err := s.db.Get(metaSeq)
+	switch {
+	case err == nil:
+		if len(v) != 8 {
+			closer.Close()
+			return fmt.Errorf("read last seq: %w", errCorrupt)
+		}
+		s.seq = beUint64(v)
+		closer.Close()
+	case !errors.Is(err, pebbledb.ErrNotFound):
+		return fmt.Errorf("read last seq: %w", err)
+	}
+	it, err := s.db.NewIter(prefixBounds([]byte{prefixCounter}))
+	if err != nil {
+		return fmt.Errorf("read counters: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		topic := string(it.Key()[1:])
+		c, err := parseCounters(topic, it.Value())
+		if err != nil {
+			return err
+		}
+		s.counters[topic] = &c
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("read counters: %w", err)
+	}
+	return nil
+}
+
+// Close commits the batches already queued, then closes the database.
+func (s *Store) Close() error {
+	s.w.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("close pebble: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(context.Context) error {
+	_, closer, err := s.db.Get(metaSeq)
+	if err == nil {
+		closer.Close()
+	}
+	if err != nil && !errors.Is(err, pebbledb.ErrNotFound) {
+		return fmt.Errorf("ping pebble: %w", err)
+	}
+	return nil
+}
+
+// Persist writes the batch's new events and its counters atomically, in one
+// commit shared with the batches queued at the same time. A batch with an
+// Offset is refused with ErrOffset before it is queued.
+func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
+	if b.Offset != nil {
+		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
+	}
+	return s.w.Persist(ctx, b)
+}
+
+// commitGroup writes every batch of the group in one synced Pebble batch.
+// The dedup key of each event is looked up in the database and among the
+// keys the group adds; a key found is a duplicate, the first copy wins.
+func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.beforeCommit != nil {
+		s.beforeCommit()
+	}
+	for _, b := range group {
+		for i := range b.Events {
+			if b.Events[i].Payload == nil {
+				e := &b.Events[i]
+				return nil, fmt.Errorf("persist event %q of topic %q: no payload", e.EventID, e.Topic)
+			}
+		}
+	}
+	now := nowMicro()
+	wb := s.db.NewBatch()
+	defer wb.Close()
+	seq := s.seq
+	added := map[string]struct{}{}
+	changed := map[string]*counters{}
+	count := func(topic string) *counters {
+		c := changed[topic]
+		if c == nil {
+			c = &counters{Counts: event.Counts{Topic: topic}}
+			if old := s.counters[topic]; old != nil {
+				*c = *old
+			}
+			changed[topic] = c
+		}
+		return c
+	}
+	outs := make([]process.Persisted, len(group))
+	var key, val []byte
+	for gi, b := range group {
+		isNew := make([]bool, len(b.Events))
+		for i := range b.Events {
+			e := &b.Events[i]
+			c := count(e.Topic)
+			c.Received++
+			key = dedupKey(key[:0], e.Topic, e.EventID)
+			dup, err := s.seen(key, added)
+			if err != nil {
+				return nil, err
+			}
+			if dup {
+				c.Duplicates++
+				continue
+			}
+			isNew[i] = true
+			c.Unique++
+			seq++
+			added[string(key)] = struct{}{}
+			val = dedupValue(val[:0], seq, now)
+			if err := wb.Set(key, val, nil); err != nil {
+				return nil, fmt.Errorf("persist: %w", err)
+			}
+			key = eventKey(key[:0], seq)
+			val = eventValue(val[:0], e, now)
+			if err := wb.Set(key, val, nil); err != nil {
+				return nil, fmt.Errorf("persist: %w", err)
+			}
+			key = topicKey(key[:0], e.Topic, seq)
+			if err := wb.Set(key, nil, nil); err != nil {
+				return nil, fmt.Errorf("persist: %w", err)
+			}
+		}
+		for topic, n := range b.Dropped {
+			c := count(topic)
+			c.Received += int64(n)
+			c.Duplicates += int64(n)
+		}
+		outs[gi] = process.Persisted{New: isNew}
+	}
+	for topic, c := range changed {
+		if err := wb.Set(counterKey(topic), c.value(), nil); err != nil {
+			return nil, fmt.Errorf("persist: %w", err)
+		}
+	}
+	if seq != s.seq {
+		if err := wb.Set(metaSeq, appendSeq(nil, seq), nil); err != nil {
+			return nil, fmt.Errorf("persist: %w", err)
+		}
+	}
+	if err := wb.Commit(pebbledb.Sync); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	s.seq = seq
+	for topic, c := range changed {
+		s.counters[topic] = c
+	}
+	return outs, nil
+}
+
+// seen tells whether key is stored or added earlier in this group.
+func (s *Store) seen(key []byte, added map[string]struct{}) (bool, error) {
+	if _, ok := added[string(key)]; ok {
+		return true, nil
+	}
+	_, closer, err := s.db.Get(key)
+	if err == nil {
+		closer.Close()
+		return true, nil
+	}
+	if errors.Is(err, pebbledb.ErrNotFound) {
+		return false, nil
+	}
+	return false, fmt.Errorf("look up key: %w", err)
+}
+
+// Events returns up to limit events after the position after, in
+// processing order, optionally of one topic. One writer commits in seq
+// order, so seq order is commit order: every position has Tx 0.
+func (s *Store) Events(ctx context.Context, topic string, after event.Position, limit int) ([]event.Stored, error) {
+	if after.Tx > 0 || limit <= 0 {
+		return nil, nil
+	}
+	var from uint64
+	if after.Tx == 0 && after.Seq > 0 {
+		from = uint64(after.Seq) + 1
+	}
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	if topic == "" {
+		it, err := snap.NewIter(&pebbledb.IterOptions{LowerBound: eventKey(nil, from), UpperBound: []byte{prefixEvent + 1}})
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		defer it.Close()
+		var out []event.Stored
+		for it.First(); it.Valid() && len(out) < limit; it.Next() {
+			e, err := parseEvent(beUint64(it.Key()[1:]), it.Value())
+			if err != nil {
+				return nil, fmt.Errorf("read events: %w", err)
+			}
+			out = append(out, e)
+		}
+		if err := it.Error(); err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		return out, ctx.Err()
+	}
+	prefix := topicPrefix(nil, topic)
+	it, err := snap.NewIter(&pebbledb.IterOptions{LowerBound: topicKey(nil, topic, from), UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer it.Close()
+	var out []event.Stored
+	var key []byte
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		seq := beUint64(it.Key()[len(prefix):])
+		key = eventKey(key[:0], seq)
+		v, closer, err := snap.Get(key)
+		if err != nil {
+			return nil, fmt.Errorf("read event %d: %w", seq, err)
+		}
+		e, err := parseEvent(seq, v)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, ctx.Err()
+}
+
+// Counts returns the counters of every topic, sorted by topic, as one
+// snapshot.
+func (s *Store) Counts(context.Context) ([]event.Counts, error) {
+	all, err := s.readCounters()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]event.Counts, len(all))
+	for i, c := range all {
+		out[i] = c.Counts
+	}
+	return out, nil
+}
+
+// readCounters reads every topic's counter record, sorted by topic.
+func (s *Store) readCounters() ([]counters, error) {
+	it, err := s.db.NewIter(prefixBounds([]byte{prefixCounter}))
+	if err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	defer it.Close()
+	var out []counters
+	for it.First(); it.Valid(); it.Next() {
+		c, err := parseCounters(string(it.Key()[1:]), it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	return out, nil
+}
+
+// Rows counts the stored events by scanning them (for tests of the
+// invariants: it does not trust the counters).
+func (s *Store) Rows(context.Context) (int64, error) {
+	it, err := s.db.NewIter(prefixBounds([]byte{prefixEvent}))
+	if err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("count events: %w", err)
+	}
+	return n, nil
+}
+
+// Size returns the events alive (counted: unique minus deleted) and the
+// bytes of the database on disk (tables, logs, manifest).
+func (s *Store) Size(context.Context) (events, size int64, err error) {
+	all, err := s.readCounters()
+	if err != nil {
+		return 0, 0, fmt.Errorf("store size: %w", err)
+	}
+	for _, c := range all {
+		events += c.Unique - c.deleted
+	}
+	return events, int64(s.db.Metrics().DiskSpaceUsage()), nil
+}
+
+// Deleted returns how many events retention has deleted, in all topics.
+func (s *Store) Deleted(context.Context) (int64, error) {
+	all, err := s.readCounters()
+	if err != nil {
+		return 0, fmt.Errorf("count deleted events: %w", err)
+	}
+	var n int64
+	for _, c := range all {
+		n += c.deleted
+	}
+	return n, nil
+}
+
+func prefixBounds(prefix []byte) *pebbledb.IterOptions {
+	return &pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)}
+}
+
+// prefixEnd is the first key after every key that starts with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // no upper bound
+}
+
+// logger passes Pebble's messages to slog: recovery and compaction notes at
+// debug, errors at error.
+type logger struct{ log *slog.Logger }
+
+func (l logger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l logger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is Pebble's report of a broken invariant: it must not return.
+func (l logger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	os.Exit(1)
+}

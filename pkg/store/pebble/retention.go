@@ -1,0 +1,139 @@
+package pebble
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	pebbledb "github.com/cockroachdb/pebble/v2"
+)
+
+// Retention deletes old events in small synced batches, under the same lock
+// as the group commits, so a deletion and a Persist never interleave. The
+// key of a deleted event stays in the dedup index, marked deleted, while
+// keepKeys: a late copy still finds it and counts as a duplicate.
+
+// Expire deletes the expired events among the first limit events of topic,
+// oldest first, and returns how many it deleted.
+func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keepKeys bool, limit int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prefix := topicPrefix(nil, topic)
+	it, err := s.db.NewIter(prefixBounds(prefix))
+	if err != nil {
+		return 0, fmt.Errorf("expire events: %w", err)
+	}
+	defer it.Close()
+	wb := s.db.NewBatch()
+	defer wb.Close()
+	deleted := 0
+	limitCutoff := cutoff.UnixMicro()
+	n := 0
+	for it.First(); it.Valid() && n < limit; it.Next() {
+		n++
+		seq := beUint64(it.Key()[len(prefix):])
+		ek := eventKey(nil, seq)
+		v, closer, err := s.db.Get(ek)
+		if err != nil {
+			return 0, fmt.Errorf("expire events: read %d: %w", seq, err)
+		}
+		e, err := parseEvent(seq, v)
+		closer.Close()
+		if err != nil {
+			return 0, fmt.Errorf("expire events: %w", err)
+		}
+		at := e.ProcessedAt.UnixMicro()
+		if at >= limitCutoff {
+			continue
+		}
+		dk := dedupKey(nil, e.Topic, e.EventID)
+		if keepKeys {
+			err = errors.Join(wb.Set(dk, dedupValue(nil, 0, at), nil), wb.Set(keptKey(at, e.Topic, e.EventID), nil, nil))
+		} else {
+			err = wb.Delete(dk, nil)
+		}
+		if err = errors.Join(err, wb.Delete(ek, nil), wb.Delete(it.Key(), nil)); err != nil {
+			return 0, fmt.Errorf("expire events: %w", err)
+		}
+		deleted++
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("expire events: %w", err)
+	}
+	if deleted == 0 {
+		return 0, ctx.Err()
+	}
+	c := counters{}
+	if old := s.counters[topic]; old != nil {
+		c = *old
+	}
+	c.Topic = topic
+	c.deleted += int64(deleted)
+	if err := wb.Set(counterKey(topic), c.value(), nil); err != nil {
+		return 0, fmt.Errorf("expire events: %w", err)
+	}
+	if err := wb.Commit(pebbledb.Sync); err != nil {
+		return 0, fmt.Errorf("expire events: commit: %w", err)
+	}
+	s.counters[topic] = &c
+	return deleted, nil
+}
+
+// Forget deletes up to limit kept keys of events stored before cutoff (the
+// dedup window is over for them) and returns how many.
+func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	upper := appendSeq([]byte{prefixKept}, uint64(max(cutoff.UnixMicro(), 0)))
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: []byte{prefixKept}, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("forget keys: %w", err)
+	}
+	defer it.Close()
+	wb := s.db.NewBatch()
+	defer wb.Close()
+	n := 0
+	for it.First(); it.Valid() && n < limit; it.Next() {
+		r := reader{b: it.Key()[9:]}
+		topic := r.string()
+		if r.err != nil {
+			return 0, fmt.Errorf("forget keys: %w", r.err)
+		}
+		dk := dedupKey(nil, topic, string(r.b))
+		// The dedup key is removed only while it is still the kept one.
+		v, closer, err := s.db.Get(dk)
+		switch {
+		case err == nil:
+			seq, _, perr := parseDedupValue(v)
+			closer.Close()
+			if perr != nil {
+				return 0, fmt.Errorf("forget keys: %w", perr)
+			}
+			if seq == 0 {
+				err = wb.Delete(dk, nil)
+			}
+		case errors.Is(err, pebbledb.ErrNotFound):
+			err = nil
+		}
+		if err = errors.Join(err, wb.Delete(it.Key(), nil)); err != nil {
+			return 0, fmt.Errorf("forget keys: %w", err)
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("forget keys: %w", err)
+	}
+	if n == 0 {
+		return 0, ctx.Err()
+	}
+	if err := wb.Commit(pebbledb.Sync); err != nil {
+		return 0, fmt.Errorf("forget keys: commit: %w", err)
+	}
+	return n, nil
+}
+
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func nowMicro() int64 { return time.Now().UnixMicro() }
