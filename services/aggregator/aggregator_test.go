@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -27,131 +28,137 @@ func TestHelpListsEverySetting(t *testing.T) {
 // TestSameEventFrom50Goroutines: one event sent 50 times at once is stored
 // once and counted 50 times.
 func TestSameEventFrom50Goroutines(t *testing.T) {
-	c, _ := startInProcess(t, t.TempDir())
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	for range 50 {
-		wg.Go(func() {
-			if code, _, err := c.publish(ev("race", "the-one")); err != nil || code != http.StatusAccepted {
-				failed.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d publishes failed", failed.Load())
-	}
-	s := c.stats()
-	if s.Received != 50 || s.Unique != 1 || s.Duplicates != 49 {
-		t.Fatalf("stats %+v, want 50 received, 1 unique, 49 duplicates", s)
-	}
-	if got := c.allEvents("", 100); len(got) != 1 {
-		t.Fatalf("%d events stored, want 1", len(got))
-	}
+	eachEngine(t, func(t *testing.T, engine string) {
+		c, _ := startInProcess(t, t.TempDir(), "--store="+engine)
+		var wg sync.WaitGroup
+		var failed atomic.Int32
+		for range 50 {
+			wg.Go(func() {
+				if code, _, err := c.publish(ev("race", "the-one")); err != nil || code != http.StatusAccepted {
+					failed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			t.Fatalf("%d publishes failed", failed.Load())
+		}
+		s := c.stats()
+		if s.Received != 50 || s.Unique != 1 || s.Duplicates != 49 {
+			t.Fatalf("stats %+v, want 50 received, 1 unique, 49 duplicates", s)
+		}
+		if got := c.allEvents("", 100); len(got) != 1 {
+			t.Fatalf("%d events stored, want 1", len(got))
+		}
+	})
 }
 
 func TestDuplicateInsideOneBatch(t *testing.T) {
-	c, _ := startInProcess(t, t.TempDir())
-	first := ev("orders", "e-1")
-	again := ev("orders", "e-1")
-	again.Payload = json.RawMessage(`{"different":true}`)
-	c.mustPublish([]testEvent{first, ev("orders", "e-2"), again})
-	s := c.stats()
-	if s.Received != 3 || s.Unique != 2 || s.Duplicates != 1 {
-		t.Fatalf("stats %+v, want 3/2/1", s)
-	}
-	for _, e := range c.allEvents("orders", 10) {
-		if e.EventID == "e-1" && string(e.Payload) != string(first.Payload) {
-			t.Errorf("stored payload %s; the first copy %s must win", e.Payload, first.Payload)
+	eachEngine(t, func(t *testing.T, engine string) {
+		c, _ := startInProcess(t, t.TempDir(), "--store="+engine)
+		first := ev("orders", "e-1")
+		again := ev("orders", "e-1")
+		again.Payload = json.RawMessage(`{"different":true}`)
+		c.mustPublish([]testEvent{first, ev("orders", "e-2"), again})
+		s := c.stats()
+		if s.Received != 3 || s.Unique != 2 || s.Duplicates != 1 {
+			t.Fatalf("stats %+v, want 3/2/1", s)
 		}
-	}
+		for _, e := range c.allEvents("orders", 10) {
+			if e.EventID == "e-1" && string(e.Payload) != string(first.Payload) {
+				t.Errorf("stored payload %s; the first copy %s must win", e.Payload, first.Payload)
+			}
+		}
+	})
 }
 
 // TestConcurrentPublishersExactCounts: many clients, overlapping events, all
 // four body shapes; the counters hold at every instant and match the rows, and
 // pagination yields every event once.
 func TestConcurrentPublishersExactCounts(t *testing.T) {
-	c, _ := startInProcess(t, t.TempDir())
-	const clients, perClient, distinct = 8, 600, 1500
-	stop := make(chan struct{})
-	var checks atomic.Int32
-	var watcher sync.WaitGroup
-	watcher.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				c.stats() // fails the test if received != unique + duplicates
-				checks.Add(1)
-			}
-		}
-	})
-	var wg sync.WaitGroup
-	for w := range clients {
-		wg.Go(func() {
-			var batch []testEvent
-			flush := func(i int) {
-				switch i % 3 {
-				case 0:
-					c.mustPublish(batch)
-				case 1:
-					c.mustPublish(map[string]any{"events": batch})
+	eachEngine(t, func(t *testing.T, engine string) {
+		c, _ := startInProcess(t, t.TempDir(), "--store="+engine)
+		const clients, perClient, distinct = 8, 600, 1500
+		stop := make(chan struct{})
+		var checks atomic.Int32
+		var watcher sync.WaitGroup
+		watcher.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
 				default:
-					var nd bytes.Buffer
-					for _, e := range batch {
-						b, _ := json.Marshal(e)
-						nd.Write(b)
-						nd.WriteByte('\n')
-					}
-					if code, out, err := c.post("application/x-ndjson", nd.Bytes()); err != nil || code != 202 {
-						t.Errorf("ndjson publish: %d %s %v", code, out, err)
-					}
+					c.stats() // fails the test if received != unique + duplicates
+					checks.Add(1)
 				}
-				batch = batch[:0]
-			}
-			for i := range perClient {
-				n := (w*perClient + i*7) % distinct
-				batch = append(batch, ev(fmt.Sprintf("topic-%d", n%5), fmt.Sprintf("e-%d", n)))
-				if len(batch) == 25 {
-					flush(i)
-				}
-			}
-			if len(batch) > 0 {
-				flush(1)
 			}
 		})
-	}
-	wg.Wait()
-	close(stop)
-	watcher.Wait()
-
-	s := c.stats()
-	sent := int64(clients * perClient)
-	all := c.allEvents("", 1000)
-	if s.Received != sent {
-		t.Errorf("received %d, want %d", s.Received, sent)
-	}
-	if s.Unique != int64(len(all)) {
-		t.Errorf("unique_processed %d, but /events serves %d", s.Unique, len(all))
-	}
-	ids := idsOf(all)
-	for n := range distinct {
-		if !ids[fmt.Sprintf("topic-%d/e-%d", n%5, n)] && int64(n) < sent {
-			// every id below the number sent was sent by some client
-			t.Fatalf("event e-%d missing", n)
+		var wg sync.WaitGroup
+		for w := range clients {
+			wg.Go(func() {
+				var batch []testEvent
+				flush := func(i int) {
+					switch i % 3 {
+					case 0:
+						c.mustPublish(batch)
+					case 1:
+						c.mustPublish(map[string]any{"events": batch})
+					default:
+						var nd bytes.Buffer
+						for _, e := range batch {
+							b, _ := json.Marshal(e)
+							nd.Write(b)
+							nd.WriteByte('\n')
+						}
+						if code, out, err := c.post("application/x-ndjson", nd.Bytes()); err != nil || code != 202 {
+							t.Errorf("ndjson publish: %d %s %v", code, out, err)
+						}
+					}
+					batch = batch[:0]
+				}
+				for i := range perClient {
+					n := (w*perClient + i*7) % distinct
+					batch = append(batch, ev(fmt.Sprintf("topic-%d", n%5), fmt.Sprintf("e-%d", n)))
+					if len(batch) == 25 {
+						flush(i)
+					}
+				}
+				if len(batch) > 0 {
+					flush(1)
+				}
+			})
 		}
-	}
-	perTopic := 0
-	for _, topic := range s.Topics {
-		perTopic += len(c.allEvents(topic, 7))
-	}
-	if perTopic != len(all) {
-		t.Errorf("pages per topic hold %d events, all pages %d", perTopic, len(all))
-	}
-	if checks.Load() == 0 {
-		t.Error("the stats invariant was never checked during the run")
-	}
+		wg.Wait()
+		close(stop)
+		watcher.Wait()
+
+		s := c.stats()
+		sent := int64(clients * perClient)
+		all := c.allEvents("", 1000)
+		if s.Received != sent {
+			t.Errorf("received %d, want %d", s.Received, sent)
+		}
+		if s.Unique != int64(len(all)) {
+			t.Errorf("unique_processed %d, but /events serves %d", s.Unique, len(all))
+		}
+		ids := idsOf(all)
+		for n := range distinct {
+			if !ids[fmt.Sprintf("topic-%d/e-%d", n%5, n)] && int64(n) < sent {
+				// every id below the number sent was sent by some client
+				t.Fatalf("event e-%d missing", n)
+			}
+		}
+		perTopic := 0
+		for _, topic := range s.Topics {
+			perTopic += len(c.allEvents(topic, 7))
+		}
+		if perTopic != len(all) {
+			t.Errorf("pages per topic hold %d events, all pages %d", perTopic, len(all))
+		}
+		if checks.Load() == 0 {
+			t.Error("the stats invariant was never checked during the run")
+		}
+	})
 }
 
 // TestHostileInput: strings that look like SQL, unusual unicode and escaped
@@ -221,42 +228,46 @@ func TestHostileInput(t *testing.T) {
 }
 
 func TestQueryParameters(t *testing.T) {
-	c, _ := startInProcess(t, t.TempDir())
-	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "cursor=nope", "cursor=" + strings.Repeat("A", 10)} {
-		resp, err := c.http.Get(c.base + "/events?" + q)
-		if err != nil {
-			t.Fatal(err)
+	eachEngine(t, func(t *testing.T, engine string) {
+		c, _ := startInProcess(t, t.TempDir(), "--store="+engine)
+		for _, q := range []string{"limit=0", "limit=1001", "limit=x", "cursor=nope", "cursor=" + strings.Repeat("A", 10)} {
+			resp, err := c.http.Get(c.base + "/events?" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("/events?%s: %d %s, want 400 problem+json", q, resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" {
-			t.Errorf("/events?%s: %d %s, want 400 problem+json", q, resp.StatusCode, resp.Header.Get("Content-Type"))
-		}
-	}
+	})
 }
 
 // TestCountsSurviveRestart: a clean stop and start keeps rows, counters and
 // the dedup memory.
 func TestCountsSurviveRestart(t *testing.T) {
-	dir := t.TempDir()
-	c, stop := startInProcess(t, dir)
-	var batch []testEvent
-	for i := range 300 {
-		batch = append(batch, ev("restart", fmt.Sprintf("e-%d", i)))
-	}
-	c.mustPublish(batch)
-	c.mustPublish(batch[:100])
-	before := c.stats()
-	stop()
+	eachEngine(t, func(t *testing.T, engine string) {
+		dir := t.TempDir()
+		c, stop := startInProcess(t, dir, "--store="+engine)
+		var batch []testEvent
+		for i := range 300 {
+			batch = append(batch, ev("restart", fmt.Sprintf("e-%d", i)))
+		}
+		c.mustPublish(batch)
+		c.mustPublish(batch[:100])
+		before := c.stats()
+		stop()
 
-	c2, _ := startInProcess(t, dir)
-	if after := c2.stats(); after.Received != before.Received || after.Unique != before.Unique || after.Duplicates != before.Duplicates {
-		t.Fatalf("counts changed across restart: %+v → %+v", before, after)
-	}
-	c2.mustPublish(batch)
-	after := c2.stats()
-	if after.Unique != 300 || after.Duplicates != before.Duplicates+300 {
-		t.Fatalf("re-sent events not recognised after restart: %+v", after)
-	}
+		c2, _ := startInProcess(t, dir, "--store="+engine)
+		if after := c2.stats(); after.Received != before.Received || after.Unique != before.Unique || after.Duplicates != before.Duplicates {
+			t.Fatalf("counts changed across restart: %+v → %+v", before, after)
+		}
+		c2.mustPublish(batch)
+		after := c2.stats()
+		if after.Unique != 300 || after.Duplicates != before.Duplicates+300 {
+			t.Fatalf("re-sent events not recognised after restart: %+v", after)
+		}
+	})
 }
 
 func TestAPIKeysEndToEnd(t *testing.T) {
@@ -277,5 +288,23 @@ func TestAPIKeysEndToEnd(t *testing.T) {
 			t.Errorf("%s without key: %v %v", open, resp, err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// TestRefusesTheOtherEnginesData: a data directory written by one engine is
+// not opened as an empty store of the other, which would look like every
+// event had been lost.
+func TestRefusesTheOtherEnginesData(t *testing.T) {
+	dir := t.TempDir()
+	c, stop := startInProcess(t, dir, "--store=pebble")
+	c.mustPublish(ev("kept", "e-1"))
+	stop()
+	err := run(t.Context(), []string{"--addr", "127.0.0.1:0", "--data-dir", dir, "--store", "sqlite"}, io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "other engine") {
+		t.Fatalf("sqlite on a pebble data dir: %v, want a refusal naming the other engine", err)
+	}
+	c, _ = startInProcess(t, dir, "--store=pebble")
+	if s := c.stats(); s.Unique != 1 {
+		t.Fatalf("after the refusal: %+v, want the pebble store's one event", s)
 	}
 }

@@ -191,3 +191,10 @@ func idsOf(events []storedEvent) map[string]bool {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// eachEngine runs test once on each embedded store.
+func eachEngine(t *testing.T, test func(t *testing.T, engine string)) {
+	for _, engine := range []string{"sqlite", "pebble"} {
+		t.Run(engine, func(t *testing.T) { test(t, engine) })
+	}
+}

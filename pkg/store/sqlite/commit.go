@@ -5,94 +5,28 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
 )
 
-// pending is a batch waiting for the writer.
-type pending struct {
-	b     *process.Batch
-	done  chan outcome
-	state atomic.Int32 // queued, then taken by the writer or abandoned by the caller
-}
-
-// States of a pending batch.
-const (
-	queued int32 = iota
-	taken
-	abandoned
-)
-
-type outcome struct {
-	persisted process.Persisted
-	err       error
-}
-
-// write is the single writer: it takes whatever batches are queued, up to
-// maxGroupRows events, and commits them in one transaction.
-func (s *Store) write() {
-	defer close(s.written)
-	var group []*pending
-	for {
-		var first *pending
-		select {
-		case first = <-s.queue:
-		case <-s.closing:
-			// Commit what was queued before Close.
-			for {
-				select {
-				case p := <-s.queue:
-					if p.state.CompareAndSwap(queued, taken) {
-						s.commit([]*pending{p})
-					}
-				default:
-					return
-				}
-			}
-		}
-		group = group[:0]
-		rows := 0
-		take := func(p *pending) {
-			// A caller that gave up before its turn is skipped.
-			if p.state.CompareAndSwap(queued, taken) {
-				group = append(group, p)
-				rows += len(p.b.Events)
-			}
-		}
-		take(first)
-	fill:
-		for rows < maxGroupRows {
-			select {
-			case p := <-s.queue:
-				take(p)
-			default:
-				break fill
-			}
-		}
-		if len(group) > 0 {
-			s.commit(group)
-			s.afterCommit(rows)
-		}
-		clear(group) // drop references to the callers' batches
-	}
-}
-
-// commit runs one group's transaction and answers every caller.
-func (s *Store) commit(group []*pending) {
+// commit is the group writer's Commit: one transaction for the group, then,
+// under light load, a checkpoint (wal.go).
+func (s *Store) commit(group []*process.Batch) ([]process.Persisted, error) {
 	if s.beforeCommit != nil {
 		s.beforeCommit()
 	}
 	outs, err := s.commitGroup(group)
-	for i, p := range group {
-		if err != nil {
-			p.done <- outcome{err: err}
-			continue
-		}
-		p.done <- outs[i]
+	if err != nil {
+		return nil, err
 	}
+	rows := 0
+	for _, b := range group {
+		rows += len(b.Events)
+	}
+	s.afterCommit(rows)
+	return outs, nil
 }
 
 // shardTopic keys a counter row.
@@ -104,7 +38,7 @@ type shardTopic struct {
 // commitGroup writes every batch of the group in one transaction. The
 // transaction is not bound to any caller's context: once begun it finishes,
 // so no caller hears "failed" of events that were stored.
-func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
+func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error) {
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -115,9 +49,8 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	ins := &inserter{one: tx.StmtContext(ctx, s.ins), many: tx.StmtContext(ctx, s.insMany), tx: tx,
 		now: time.Now().UnixMicro()}
 	counts := map[shardTopic]*event.Counts{}
-	outs := make([]outcome, len(group))
-	for i, p := range group {
-		b := p.b
+	outs := make([]process.Persisted, len(group))
+	for i, b := range group {
 		batchCounts := map[string]*event.Counts{}
 		count := func(topic string) *event.Counts {
 			c := batchCounts[topic]
@@ -167,7 +100,7 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 				counts[k] = c
 			}
 		}
-		outs[i].persisted = process.Persisted{New: isNew}
+		outs[i] = process.Persisted{New: isNew}
 	}
 	for k, c := range counts {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (topic, shard, received, unique_processed, duplicate_dropped)
@@ -182,7 +115,6 @@ func (s *Store) commitGroup(group []*pending) ([]outcome, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	s.commits.Add(1)
 	return outs, nil
 }
 

@@ -46,9 +46,9 @@ func gate(s *Store) (entered <-chan struct{}, release func()) {
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(s.queue) < n {
+	for s.group.Queued() < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d batches queued after 10 s, want %d", len(s.queue), n)
+			t.Fatalf("%d batches queued after 10 s, want %d", s.group.Queued(), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -81,7 +81,7 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := s.commits.Load(); n != 2 {
+	if n := s.group.Commits(); n != 2 {
 		t.Fatalf("%d transactions for 21 batches, want 2", n)
 	}
 	// Ten batches per topic with the same ten ids: one of them stored all.
@@ -128,7 +128,7 @@ func TestPersistRefusesOffset(t *testing.T) {
 		if errors.Is(err, process.ErrFenced) {
 			t.Fatalf("a refused batch reads as fenced: %v", err)
 		}
-		if n := len(s.queue); n != 0 {
+		if n := s.group.Queued(); n != 0 {
 			t.Fatalf("%d batches queued after the refusal, want 0", n)
 		}
 	}
@@ -139,7 +139,7 @@ func TestPersistRefusesOffset(t *testing.T) {
 	if rows, _ := s.Rows(t.Context()); rows != 1 {
 		t.Errorf("%d rows, want 1: nothing of a refused batch is stored", rows)
 	}
-	if n := s.commits.Load(); n != 1 {
+	if n := s.group.Commits(); n != 1 {
 		t.Errorf("%d transactions, want 1", n)
 	}
 }

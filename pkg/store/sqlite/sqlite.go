@@ -20,6 +20,7 @@ import (
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
+	"github.com/event-aggregator/event-aggregator/pkg/store/groupcommit"
 )
 
 //go:embed migrations/*.sql
@@ -34,11 +35,8 @@ type Store struct {
 	ins     *sql.Stmt // one event
 	insMany *sql.Stmt // rowsPerInsert events
 
-	queue     chan *pending
-	closing   chan struct{}
-	written   chan struct{} // closed when the writer has stopped
+	group     *groupcommit.Writer
 	closeOnce sync.Once
-	commits   atomic.Int64 // transactions committed, for tests
 	path      string
 	// keysKept is set once retention has kept a key of a deleted event:
 	// group commits then check their new rows against the kept keys.
@@ -49,12 +47,6 @@ type Store struct {
 	light           lightLoad
 	idleCheckpoints atomic.Int64
 }
-
-// Sizes of group commit.
-const (
-	queueBatches = 4096   // batches waiting for the writer (backpressure)
-	maxGroupRows = 20_000 // events in one transaction, at most (a larger batch goes alone)
-)
 
 // Option configures a Store.
 type Option func(*options)
@@ -126,8 +118,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	// SQLite has one writer; more connections would only wait on its lock.
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, queue: make(chan *pending, queueBatches),
-		closing: make(chan struct{}), written: make(chan struct{}), path: path}
+	s := &Store{w: w, path: path}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -155,7 +146,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
-	go s.write()
+	s.group = groupcommit.New(s.commit)
 	return s, nil
 }
 
@@ -174,8 +165,7 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.closing)
-		<-s.written
+		s.group.Close()
 		err = errors.Join(s.ins.Close(), s.insMany.Close(), s.r.Close(), s.w.Close())
 	})
 	return err
@@ -185,7 +175,7 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // ErrClosed is returned by Persist after Close.
-var ErrClosed = errors.New("sqlite store closed")
+var ErrClosed = groupcommit.ErrClosed
 
 // ErrOffset is returned by Persist for a batch that carries a Kafka offset:
 // the all-in-one has no Kafka, so such a batch is a wiring mistake (a Kafka
@@ -200,35 +190,7 @@ func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persiste
 	if b.Offset != nil {
 		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
 	}
-	if err := ctx.Err(); err != nil {
-		return process.Persisted{}, fmt.Errorf("persist: %w", err)
-	}
-	p := &pending{b: b, done: make(chan outcome, 1)}
-	select {
-	case <-s.closing:
-		return process.Persisted{}, ErrClosed
-	default:
-	}
-	select {
-	case s.queue <- p:
-	case <-s.closing:
-		return process.Persisted{}, ErrClosed
-	case <-ctx.Done():
-		return process.Persisted{}, fmt.Errorf("wait for the writer: %w", ctx.Err())
-	}
-	select {
-	case o := <-p.done:
-		return o.persisted, o.err
-	case <-ctx.Done():
-		if p.state.CompareAndSwap(queued, abandoned) {
-			// The writer will skip it: nothing of the batch is stored.
-			return process.Persisted{}, fmt.Errorf("wait for the writer: %w", ctx.Err())
-		}
-		// The writer has it: its transaction is under way and bounded, and
-		// its outcome is the truth, so an error always means "not stored".
-		o := <-p.done
-		return o.persisted, o.err
-	}
+	return s.group.Persist(ctx, b)
 }
 
 // Events returns up to limit events after the position after, in

@@ -47,7 +47,7 @@ func (l *lightLoad) due(rows, queued int) bool {
 
 // afterCommit runs on the writer goroutine after each group of rows events.
 func (s *Store) afterCommit(rows int) {
-	if !s.light.due(rows, len(s.queue)) {
+	if !s.light.due(rows, s.group.Queued()) {
 		return
 	}
 	// PASSIVE never waits on readers. Should it fail, the next commit's
