@@ -71,7 +71,13 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// The Go heap's share of the memory bound; GOMEMLIMIT, when set, is the
 	// operator's and wins.
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.HeapLimitMB > 0 {
-		debug.SetMemoryLimit(int64(cfg.HeapLimitMB) << 20)
+		limit := cfg.HeapLimitMB
+		if cfg.Store == "pebble" {
+			// A static build (CGO_ENABLED=0) allocates Pebble's block cache on
+			// the Go heap; it has its own bound, so the heap gets that much more.
+			limit += cfg.PebbleCacheMB
+		}
+		debug.SetMemoryLimit(int64(limit) << 20)
 	}
 	log, tracing, err := telemetry.Start(ctx, "aggregator", logw, cfg.Log, cfg)
 	if err != nil {
