@@ -106,9 +106,14 @@ func (w *Writer) Persist(ctx context.Context, b *process.Batch) (process.Persist
 		if p.state.CompareAndSwap(queued, abandoned) {
 			return process.Persisted{}, fmt.Errorf("wait for the writer: %w", ctx.Err())
 		}
-		o := <-p.done
-		return o.persisted, o.err
+	case <-w.written:
+		// Queued as Close drained the queue: the writer is gone.
+		if p.state.CompareAndSwap(queued, abandoned) {
+			return process.Persisted{}, ErrClosed
+		}
 	}
+	o := <-p.done
+	return o.persisted, o.err
 }
 
 // run takes whatever batches are queued, up to MaxGroupRows events, and
