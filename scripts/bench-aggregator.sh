@@ -15,7 +15,9 @@
 # end; the publisher's peak comes from GNU time when installed.
 # Usage: scripts/bench-aggregator.sh [events] [stored-for-restart]
 # AGGREGATOR_BIN benchmarks another aggregator build (to compare two, run the
-# script once with each, or see scripts/bench-ab.sh).
+# script once with each, or see scripts/bench-ab.sh). STORE=pebble runs the
+# Pebble engine (default: sqlite); the large-cache phase then uses
+# --pebble-cache-mb 512.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,12 +36,14 @@ fi
 go build -o "$bin/publisher" ./services/publisher
 
 addr=127.0.0.1:18080
+store=${STORE:-sqlite}
 large=(--sqlite-cache-mb 256 --sqlite-mmap-mb 1024 --claim-cache-keys 1048576)
+[[ $store == pebble ]] && large=(--pebble-cache-mb 512 --claim-cache-keys 1048576)
 dir=
 start() { # data dir, then extra flags
   dir=$1
   shift
-  "$aggregator" --addr "$addr" --data-dir "$dir" --log-level warn "$@" &
+  "$aggregator" --addr "$addr" --data-dir "$dir" --log-level warn --store "$store" "$@" &
   pid=$!
   until curl -fs "http://$addr/readyz" >/dev/null 2>&1; do sleep 0.005; done
 }
@@ -65,7 +69,7 @@ batched=(--events "$events" --duplicates 0.2 --batch 1000 --concurrency 8 --topi
 open_loop=(--events "$single" --duplicates 0 --batch 1 --ids uuid --open-loop --rate 2000 --concurrency 256)
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(go version | cut -d' ' -f3)"
-echo "aggregator: $aggregator"
+echo "aggregator: $aggregator, --store $store"
 
 for mode in uuid sequential large; do
   flags=()

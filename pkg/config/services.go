@@ -21,7 +21,7 @@ type Aggregator struct {
 	Shutdown `embed:""`
 	DataDir  string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the store's files."`
 	Store    string `name:"store" env:"AGGREGATOR_STORE" default:"sqlite" enum:"sqlite,pebble" help:"Embedded store: sqlite (one file, events.db) or pebble (an LSM in pebble/, made for random-key ingest)."`
-	Sync     string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"SQLite durability: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit. Pebble always flushes its log to disk before a commit returns."`
+	Sync     string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"Durability of a commit: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
 
 	KeysFile  `embed:""`
 	RateLimit `embed:""`

@@ -2,7 +2,7 @@
 // key-value store: made for random-key ingest, where a B-tree writes a page
 // per new random key, an LSM appends every write to its log and sorts it in
 // the background. One goroutine writes (group commit); every group commit is
-// synced to the write-ahead log before any caller hears "stored".
+// in the write-ahead log before any caller hears "stored" (WithSync).
 package pebble
 
 import (
@@ -17,6 +17,7 @@ import (
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/process"
@@ -40,10 +41,12 @@ type Store struct {
 type Option func(*options)
 
 type options struct {
+	sync          string
 	cacheBytes    int64
 	memtableBytes int64
 	log           *slog.Logger
 	tune          func(*pebbledb.Options) // tests compare settings with it
+	fs            vfs.FS                  // tests count syncs with it
 }
 
 // Defaults of the memory settings: the block cache holds the dedup index's
@@ -53,6 +56,12 @@ const (
 	DefaultCacheBytes    = 64 << 20
 	DefaultMemtableBytes = 16 << 20
 )
+
+// WithSync sets when a commit returns: "normal" (the default) once its log
+// record is written to the operating system, which survives any crash of
+// the process; "full" once it is flushed to the disk, which also survives
+// power loss, at the price of a disk flush per group commit.
+func WithSync(mode string) Option { return func(o *options) { o.sync = mode } }
 
 // WithCache sets the block cache, in bytes.
 func WithCache(bytes int64) Option { return func(o *options) { o.cacheBytes = bytes } }
@@ -72,9 +81,12 @@ var ErrClosed = groupcommit.ErrClosed
 
 // Open opens (creating when missing) the database in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	o := options{cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes}
+	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.sync != "normal" && o.sync != "full" {
+		return nil, fmt.Errorf("pebble sync mode %q: want normal or full", o.sync)
 	}
 	if o.cacheBytes < 0 || o.memtableBytes < 1<<20 {
 		return nil, fmt.Errorf("pebble cache %d and memtable %d bytes: want >= 0 and >= 1 MiB", o.cacheBytes, o.memtableBytes)
@@ -82,7 +94,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if o.fs == nil {
+		o.fs = vfs.Default
+	}
+	if err := o.fs.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	cache := pebbledb.NewCache(o.cacheBytes)
@@ -92,6 +107,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		MemTableSize:       uint64(o.memtableBytes),
 		FormatMajorVersion: pebbledb.FormatNewest,
 		Logger:             logger{o.log},
+		FS:                 o.fs,
+	}
+	if o.sync == "normal" {
+		po.FS = osOnlyWAL{po.FS}
 	}
 	// Bloom filters on every level: most keys looked up are new, and a
 	// filter answers "not here" for a table without reading it.
