@@ -80,6 +80,10 @@ type wire struct {
 // the wrong letter case, a name that is not exactly the text sent (a lone
 // UTF-16 surrogate escape) and an event that also carries "events" are all
 // refused. Other extra fields are ignored, as the HTTP contract promises.
+//
+// A valid body is read in one pass by decodeFast; a body it gives up on is
+// decided and explained by decodeFull, so both give the same answer. The
+// events never share memory with body, which the caller may reuse.
 func Decode(body []byte, f Format, lim Limits) ([]Event, error) {
 	// JSON text must be UTF-8 (RFC 8259); encoding/json would silently replace
 	// bad bytes, and an event must be stored as sent or refused.

@@ -506,8 +506,7 @@ func unquote(dst, q []byte) []byte {
 // skip reads any JSON value at s.pos, nested depth deep in the body.
 func (s *scanner) skip(depth int) bool {
 	b := s.b
-	stack := s.stack[:0]
-	defer func() { s.stack = stack }()
+	s.stack = s.stack[:0]
 	for {
 		// A value is expected at s.pos.
 		if s.pos >= len(b) {
@@ -516,7 +515,7 @@ func (s *scanner) skip(depth int) bool {
 		closed := true
 		switch c := b[s.pos]; c {
 		case '{', '[':
-			if depth+len(stack)+1 > maxDepth {
+			if depth+len(s.stack)+1 > maxDepth {
 				return false
 			}
 			s.pos++
@@ -524,7 +523,7 @@ func (s *scanner) skip(depth int) bool {
 			if s.take(c + 2) { // '}' is '{'+2, ']' is '['+2
 				break
 			}
-			stack = append(stack, c)
+			s.stack = append(s.stack, c)
 			closed = false
 			if c == '{' && !s.key() {
 				return false
@@ -552,18 +551,18 @@ func (s *scanner) skip(depth int) bool {
 		}
 		// After a value: close what ends here, then expect the next one.
 		for closed {
-			if len(stack) == 0 {
+			if len(s.stack) == 0 {
 				return true
 			}
 			s.ws()
 			if s.pos >= len(b) {
 				return false
 			}
-			open := stack[len(stack)-1]
+			open := s.stack[len(s.stack)-1]
 			switch c := b[s.pos]; {
 			case c == open+2:
 				s.pos++
-				stack = stack[:len(stack)-1]
+				s.stack = s.stack[:len(s.stack)-1]
 			case c == ',':
 				s.pos++
 				s.ws()

@@ -169,3 +169,36 @@ func FuzzTimeShape(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeNestingLimit: around encoding/json's nesting limit, whichever path
+// decides, Decode answers as the full decoder does, and the fast path takes
+// every body nested no deeper than the limit.
+func TestDecodeNestingLimit(t *testing.T) {
+	for _, depth := range []int{maxDepth - 3, maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 1} {
+		nested := strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
+		ev := ev2(`"payload":{"n":1}`, `"payload":`+nested)
+		for _, c := range []struct {
+			shape string
+			body  string
+			f     Format
+			outer int // containers around the event
+		}{
+			{"object", ev, JSON, 0},
+			{"array", "[" + ev + "]", JSON, 1},
+			{"envelope", `{"events":[` + ev + "]}", JSON, 2},
+			{"ndjson", ev, NDJSON, 0},
+		} {
+			body := []byte(c.body)
+			got, err := Decode(body, c.f, DefaultLimits)
+			want, wantErr := decodeFull(body, c.f, DefaultLimits)
+			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(err, wantErr) {
+				t.Errorf("%s, payload %d deep: Decode = %d events, %v; full decoder %d, %v",
+					c.shape, depth, len(got), err, len(want), wantErr)
+			}
+			// The event itself is one level, the payload depth more.
+			if _, ok := decodeFast(body, c.f, DefaultLimits); !ok && c.outer+1+depth <= maxDepth {
+				t.Errorf("%s, payload %d deep: fast path gave up", c.shape, depth)
+			}
+		}
+	}
+}
