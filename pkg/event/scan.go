@@ -41,7 +41,7 @@ type scanner struct {
 	// First backing arrays of the slices above, so that a usual event
 	// needs no allocation for them.
 	namesArr [128]byte
-	endsArr  [maxFastMembers]int
+	endsArr  [16]int
 	valsArr  [256]byte
 	stackArr [32]byte
 }
@@ -270,7 +270,9 @@ func (s *scanner) event(depth int) bool {
 			return false
 		}
 	}
-	// One string holds the event's text; the names are slices of it.
+	// One string holds the text of the event and its names are slices of
+	// it: two allocations per event with the payload, and a key kept
+	// elsewhere holds on to this event's few bytes only.
 	text := string(s.vals)
 	e := Event{
 		Topic:   text[topic.from:topic.to],
