@@ -26,22 +26,29 @@ func benchBody(n int, ndjson bool) []byte {
 	return b.Bytes()
 }
 
-// BenchmarkDecode measures decoding and validating a 1,000-event body.
+// BenchmarkDecode measures decoding and validating a 1,000-event body, and a
+// body of one event object, the usual single-event request.
 func BenchmarkDecode(b *testing.B) {
 	for _, f := range []struct {
 		name   string
 		format Format
-	}{{"array", JSON}, {"ndjson", NDJSON}} {
-		body := benchBody(1000, f.format == NDJSON)
+		body   []byte
+		events int
+	}{
+		{"array", JSON, benchBody(1000, false), 1000},
+		{"ndjson", NDJSON, benchBody(1000, true), 1000},
+		{"object", JSON, bytes.Trim(benchBody(1, false), "[]"), 1},
+		{"object-uuid", JSON, []byte(`{"topic":"orders","event_id":"0b6f3c3e-8d9a-4c47-9a51-3f0e2b7c1d24","timestamp":"2026-11-25T10:00:00.123456Z","source":"shop-eu-1","payload":{"order":1234,"items":[{"sku":"A-1","qty":2}],"total":19.99,"note":"gift"}}`), 1},
+	} {
 		b.Run(f.name, func(b *testing.B) {
-			b.SetBytes(int64(len(body)))
+			b.SetBytes(int64(len(f.body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Decode(body, f.format, DefaultLimits); err != nil {
+				if _, err := Decode(f.body, f.format, DefaultLimits); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)*float64(f.events)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
 }
