@@ -19,26 +19,26 @@ import (
 // against the real broker: 64 concurrent callers, one event per Publish, a
 // 12-partition topic. It compares acks=all (what the producer always uses)
 // with acks=1, to measure what the stronger acknowledgement costs, and the
-// writer's batch timeout. One op is one Publish call; it reports events/s and
+// batch timeout (linger). One op is one Publish call; it reports events/s and
 // the p50/p99 of a call.
 func BenchmarkProduceSingle(b *testing.B) {
 	brokers := testdeps.KafkaBrokers(b)
 	topic := testdeps.NewKafkaTopic(b, 12)
 	for _, c := range []struct {
 		name    string
-		leader  bool
+		extra   []kgo.Opt
 		timeout time.Duration
 	}{
-		{"acks=all/batch-timeout=0", false, 0},
-		{"acks=1/batch-timeout=0", true, 0},
-		{"acks=all/batch-timeout=500us", false, 500 * time.Microsecond},
-		{"acks=all/batch-timeout=2ms", false, 2 * time.Millisecond},
+		{"acks=all/batch-timeout=0", nil, 0},
+		// Measured only here: the producer never drops acks=all, and
+		// acks=1 cannot be idempotent, so idempotence alone is measured too.
+		{"acks=all/not-idempotent/batch-timeout=0", []kgo.Opt{kgo.DisableIdempotentWrite()}, 0},
+		{"acks=1/not-idempotent/batch-timeout=0", []kgo.Opt{kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}, 0},
+		{"acks=all/batch-timeout=500us", nil, 500 * time.Microsecond},
+		{"acks=all/batch-timeout=2ms", nil, 2 * time.Millisecond},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			var extra []kgo.Opt
-			if c.leader { // measured only here: the producer never drops acks=all
-				extra = []kgo.Opt{kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}
-			}
+			extra := c.extra
 			p, err := newProducerWith(ProducerConfig{Brokers: brokers, Topic: topic, BatchTimeout: c.timeout}, extra...)
 			if err != nil {
 				b.Fatal(err)
