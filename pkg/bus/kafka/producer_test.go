@@ -16,7 +16,7 @@ import (
 
 var _ ingest.Publisher = (*Producer)(nil)
 
-func TestProducerClientSettings(t *testing.T) {
+func TestProducerWriterSettings(t *testing.T) {
 	p, err := NewProducer(ProducerConfig{Brokers: []string{"127.0.0.1:1"}, Topic: "events"})
 	if err != nil {
 		t.Fatal(err)
