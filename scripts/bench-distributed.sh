@@ -9,7 +9,10 @@
 #      (postgres.Store.Persist), same batch size and connections;
 #   3. single events on one ingest process: closed loop with 64 clients, and
 #      open loop at 2,000 and 5,000 req/s (latency from each request's
-#      scheduled time), each verified end to end.
+#      scheduled time), each verified end to end, with the CPU each component
+#      spent per event; first with the workers consuming meanwhile, then with
+#      the ingest process alone (the workers paused with SIGSTOP while the
+#      publisher sends, then resumed; the stored count is then checked exactly).
 # Event ids are random UUIDv4 (IDS=sequential for the publisher's ordered ids);
 # each publish prints the store size at its start and the load average.
 # Usage: scripts/bench-distributed.sh [events] [workers]   (default 300000 3)
@@ -160,18 +163,71 @@ for entry in "${components[@]}"; do
 done
 [[ -f $work/publisher.rss ]] && awk '{ printf "| publisher | %.0f |\n", $1 / 1024 }' "$work/publisher.rss"
 
-# 3. Single events on the ingest process, verified end to end.
-echo
-echo "| single event on ingest ($ids ids, $single events, no duplicates) | req/s | p50 ms | p99 ms | verification |"
-echo "|---|---|---|---|---|"
-single_run() { # label, publisher flags
-	local label=$1
-	shift
-	store_size >&2
-	"$bin/publisher" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$single" \
-		--duplicates 0 --batch 1 --ids "$ids" --settle-timeout 5m --json --no-progress "$@" >"$work/single.json" || true
-	jq -r --arg l "$label" '"| \($l) | \(.requests_per_second | floor) | \(.latency_ms.p50) | \(.latency_ms.p99) | \(.verification.status) |"' "$work/single.json"
+# 3. Single events on the ingest process, verified end to end, with the CPU
+# per event of each component (publisher included; "machine" is every
+# process of the machine, whatever else it ran).
+worker_pids() {
+	local i pid
+	for ((i = 1; i <= workers; i++)); do
+		pid=$(pid_on_port $((8081 + i)))
+		[[ -n $pid ]] && echo "$pid"
+	done
 }
-single_run "closed loop, 64 clients" --concurrency 64
-single_run "open loop, 2,000 req/s" --open-loop --rate 2000 --concurrency 512
-single_run "open loop, 5,000 req/s" --open-loop --rate 5000 --concurrency 512
+cpu_per_event() { # BEFORE AFTER EVENTS PUBLISHER_TICKS
+	awk -v n="$3" -v pub="$4" -v hz="$(getconf CLK_TCK)" '
+	NR == FNR { before[$1] = $2; next }
+	$1 in before { us = ($2 - before[$1]) * 1e6 / hz / n; if ($1 ~ /^worker-/) w += us; else if ($1 != "machine") out = out sprintf("%s %.0f, ", $1, us); else m = us }
+	END { printf "%sworkers %.0f, publisher %.0f, machine %.0f", out, w, pub * 1e6 / hz / n, m }' "$1" "$2"
+}
+echo
+echo "| single event on ingest ($ids ids, $single events, no duplicates) | req/s | p50 ms | p99 ms | verification | CPU µs per event | load average |"
+echo "|---|---|---|---|---|---|---|"
+single_run() { # label, alone (0/1), publisher flags
+	local label=$1 alone=$2 start status ticks
+	shift 2
+	store_size >&2
+	start=$(curl -fs http://127.0.0.1:8081/stats | jq -r .unique_processed)
+	local load
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	local verify=(--settle-timeout 5m)
+	if ((alone)); then
+		verify=(--no-verify)
+		# shellcheck disable=SC2046 # one pid per word
+		kill -STOP $(worker_pids)
+	fi
+	cpu_snapshot "$work/single.before"
+	"$bin/publisher" --url http://127.0.0.1:8080 --query-url http://127.0.0.1:8081 --events "$single" \
+		--duplicates 0 --batch 1 --ids "$ids" --json --no-progress "${verify[@]}" "$@" >"$work/single.json" &
+	local pub=$!
+	ticks=0
+	# The publisher's own CPU, read before it is reaped.
+	local t
+	while kill -0 "$pub" 2>/dev/null; do
+		t=$(sed 's/^.*) //' "/proc/$pub/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+		[[ -n $t ]] && ticks=$t
+		sleep 0.2
+	done
+	wait "$pub" || true
+	cpu_snapshot "$work/single.after"
+	status=$(jq -r '.verification.status // "none"' "$work/single.json")
+	if ((alone)); then
+		# shellcheck disable=SC2046
+		kill -CONT $(worker_pids)
+		# The workers store the backlog; the count must then be exact.
+		local want got deadline=$((SECONDS + 300))
+		want=$((start + $(jq '.distinct_acknowledged' "$work/single.json")))
+		until got=$(curl -fs http://127.0.0.1:8081/stats | jq -r .unique_processed) && ((got >= want)) || ((SECONDS > deadline)); do
+			sleep 0.5
+		done
+		status="stored $got of $want"
+		[[ $got == "$want" ]] && status="ok (exact after resuming the workers)"
+	fi
+	jq -r --arg l "$label" --arg s "$status" --arg c "$(cpu_per_event "$work/single.before" "$work/single.after" "$single" "$ticks")" --arg la "$load" \
+		'"| \($l) | \(.requests_per_second | floor) | \(.latency_ms.p50) | \(.latency_ms.p99) | \($s) | \($c) | \($la) |"' "$work/single.json"
+}
+single_run "closed loop, 64 clients" 0 --concurrency 64
+single_run "open loop, 2,000 req/s" 0 --open-loop --rate 2000 --concurrency 512
+single_run "open loop, 5,000 req/s" 0 --open-loop --rate 5000 --concurrency 512
+single_run "ingest alone: closed loop, 64 clients" 1 --concurrency 64
+single_run "ingest alone: open loop, 5,000 req/s" 1 --open-loop --rate 5000 --concurrency 512
+single_run "ingest alone: open loop, 10,000 req/s" 1 --open-loop --rate 10000 --concurrency 512

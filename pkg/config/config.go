@@ -36,7 +36,7 @@ type Kafka struct {
 	DLQTopic          string        `name:"kafka-dlq-topic" env:"AGGREGATOR_KAFKA_DLQ_TOPIC" default:"events.dlq" help:"Dead-letter topic for undecodable records."`
 	Partitions        int           `name:"kafka-partitions" env:"AGGREGATOR_KAFKA_PARTITIONS" default:"12" help:"Partitions of the events topic when it is created."`
 	ReplicationFactor int           `name:"kafka-replication-factor" env:"AGGREGATOR_KAFKA_REPLICATION_FACTOR" default:"1" help:"Replication factor of the topics when they are created."`
-	BatchTimeout      time.Duration `name:"kafka-batch-timeout" env:"AGGREGATOR_KAFKA_BATCH_TIMEOUT" default:"2ms" help:"How long the producer waits to fill a batch."`
+	BatchTimeout      time.Duration `name:"kafka-batch-timeout" env:"AGGREGATOR_KAFKA_BATCH_TIMEOUT" default:"0s" help:"How long the producer waits for more records before sending a partition's batch (0: at once; concurrent requests still share produce requests while earlier ones are in flight)."`
 	KafkaSecurity     `embed:""`
 }
 

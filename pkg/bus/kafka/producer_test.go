@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/ingest"
@@ -21,21 +22,17 @@ func TestProducerWriterSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	w := p.w
-	if w.RequiredAcks != kafka.RequireAll {
-		t.Errorf("RequiredAcks = %v, want RequireAll (a zero Writer means no acks)", w.RequiredAcks)
+	if acks := p.cl.OptValue(kgo.RequiredAcks); acks != kgo.AllISRAcks() {
+		t.Errorf("RequiredAcks = %v, want all in-sync replicas", acks)
 	}
-	if w.Async {
-		t.Error("Async writer: Publish would return before the acknowledgement")
+	if off := p.cl.OptValue(kgo.DisableIdempotentWrite); off != false {
+		t.Errorf("idempotent writes disabled (%v): a retried request could store a record twice in the log", off)
 	}
-	if w.BatchTimeout != 2*time.Millisecond {
-		t.Errorf("BatchTimeout = %v, want 2ms", w.BatchTimeout)
+	if linger := p.cl.OptValue(kgo.ProducerLinger); linger != time.Duration(0) {
+		t.Errorf("ProducerLinger = %v, want 0: a synchronous Publish would wait for it", linger)
 	}
-	if _, ok := w.Balancer.(kafka.Murmur2Balancer); !ok {
-		t.Errorf("Balancer = %T, want a key hash", w.Balancer)
-	}
-	if w.BatchSize < 1000 {
-		t.Errorf("BatchSize = %d, too small to batch concurrent requests", w.BatchSize)
+	if topic := p.cl.OptValue(kgo.DefaultProduceTopic); topic != "events" {
+		t.Errorf("DefaultProduceTopic = %v, want events", topic)
 	}
 }
 

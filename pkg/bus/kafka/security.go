@@ -13,6 +13,11 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	fsasl "github.com/twmb/franz-go/pkg/sasl"
+	fplain "github.com/twmb/franz-go/pkg/sasl/plain"
+	fscram "github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/event-aggregator/event-aggregator/pkg/config"
 )
@@ -29,6 +34,9 @@ const dialTimeout = 10 * time.Second
 type Security struct {
 	TLS  *tls.Config
 	SASL sasl.Mechanism
+	// producerSASL is the same mechanism for the producer's client
+	// (franz-go), nil without SASL.
+	producerSASL fsasl.Mechanism
 }
 
 // NewSecurity returns the Security of a SASL mechanism ("none", "plain",
@@ -41,10 +49,13 @@ func NewSecurity(tlsCfg *tls.Config, mechanism, username, password string) (Secu
 	case "", config.SASLNone:
 	case config.SASLPlain:
 		s.SASL = plain.Mechanism{Username: username, Password: password}
+		s.producerSASL = fplain.Auth{User: username, Pass: password}.AsMechanism()
 	case config.SASLScramSHA256:
 		s.SASL, err = scram.Mechanism(scram.SHA256, username, password)
+		s.producerSASL = fscram.Auth{User: username, Pass: password}.AsSha256Mechanism()
 	case config.SASLScramSHA512:
 		s.SASL, err = scram.Mechanism(scram.SHA512, username, password)
+		s.producerSASL = fscram.Auth{User: username, Pass: password}.AsSha512Mechanism()
 	default:
 		return Security{}, fmt.Errorf("kafka SASL mechanism %q: want none, plain, scram-sha-256 or scram-sha-512", mechanism)
 	}
@@ -81,6 +92,18 @@ func (s Security) dialer() *kafka.Dialer {
 	return &kafka.Dialer{ClientID: clientID, Timeout: dialTimeout, DualStack: true, TLS: s.TLS, SASLMechanism: s.SASL}
 }
 
+// producerOpts are the connection options of the producer's client.
+func (s Security) producerOpts() []kgo.Opt {
+	opts := []kgo.Opt{kgo.ClientID(clientID), kgo.DialTimeout(dialTimeout)}
+	if s.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(s.TLS.Clone()))
+	}
+	if s.producerSASL != nil {
+		opts = append(opts, kgo.SASL(s.producerSASL))
+	}
+	return opts
+}
+
 // describe names the connection for error messages, e.g. "SASL_SSL
 // (SCRAM-SHA-512)".
 func (s Security) describe() string {
@@ -115,9 +138,10 @@ func (s Security) explain(err error) error {
 	)
 	hint := ""
 	switch {
-	case errors.Is(err, kafka.SASLAuthenticationFailed):
+	case errors.Is(err, kafka.SASLAuthenticationFailed), errors.Is(err, kerr.SaslAuthenticationFailed):
 		hint = "the brokers refused the SASL credentials: check AGGREGATOR_KAFKA_SASL_USERNAME, the password and AGGREGATOR_KAFKA_SASL_MECHANISM"
-	case errors.Is(err, kafka.UnsupportedSASLMechanism), errors.Is(err, kafka.IllegalSASLState):
+	case errors.Is(err, kafka.UnsupportedSASLMechanism), errors.Is(err, kafka.IllegalSASLState),
+		errors.Is(err, kerr.UnsupportedSaslMechanism), errors.Is(err, kerr.IllegalSaslState):
 		hint = "the brokers do not offer this SASL mechanism on this listener: check AGGREGATOR_KAFKA_SASL_MECHANISM"
 	case errors.As(err, &unknownCA):
 		hint = "the brokers' certificate is not signed by a trusted CA: set AGGREGATOR_KAFKA_TLS_CA_FILE to the CA bundle that signed it"
@@ -133,11 +157,11 @@ func (s Security) explain(err error) error {
 		// A PLAINTEXT listener reads the TLS hello as a malformed request
 		// and hangs up.
 		hint = "the connection was closed during the TLS handshake: the listener may not speak TLS; unset AGGREGATOR_KAFKA_TLS or use the brokers' TLS port"
-	case errors.Is(err, kafka.TopicAuthorizationFailed):
+	case errors.Is(err, kafka.TopicAuthorizationFailed), errors.Is(err, kerr.TopicAuthorizationFailed):
 		hint = "this principal lacks an ACL on a topic: it needs DESCRIBE, READ (worker) and WRITE (ingest, dead letters) on the topics"
 	case errors.Is(err, kafka.GroupAuthorizationFailed):
 		hint = "this principal lacks READ on the consumer group (AGGREGATOR_KAFKA_GROUP)"
-	case errors.Is(err, kafka.ClusterAuthorizationFailed):
+	case errors.Is(err, kafka.ClusterAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 		hint = "this principal lacks a cluster ACL for this request"
 	}
 	if hint == "" {

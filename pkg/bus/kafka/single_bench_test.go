@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/event-aggregator/event-aggregator/pkg/event"
 	"github.com/event-aggregator/event-aggregator/pkg/testdeps"
@@ -19,28 +19,31 @@ import (
 // against the real broker: 64 concurrent callers, one event per Publish, a
 // 12-partition topic. It compares acks=all (what the producer always uses)
 // with acks=1, to measure what the stronger acknowledgement costs, and the
-// writer's batch timeout. One op is one Publish call; it reports events/s and
+// batch timeout (linger). One op is one Publish call; it reports events/s and
 // the p50/p99 of a call.
 func BenchmarkProduceSingle(b *testing.B) {
 	brokers := testdeps.KafkaBrokers(b)
 	topic := testdeps.NewKafkaTopic(b, 12)
 	for _, c := range []struct {
 		name    string
-		acks    kafka.RequiredAcks
+		extra   []kgo.Opt
 		timeout time.Duration
 	}{
-		{"acks=all/batch-timeout=2ms", kafka.RequireAll, 0},
-		{"acks=1/batch-timeout=2ms", kafka.RequireOne, 0},
-		{"acks=all/batch-timeout=500us", kafka.RequireAll, 500 * time.Microsecond},
-		{"acks=all/batch-timeout=5ms", kafka.RequireAll, 5 * time.Millisecond},
+		{"acks=all/batch-timeout=0", nil, 0},
+		// Measured only here: the producer never drops acks=all, and
+		// acks=1 cannot be idempotent, so idempotence alone is measured too.
+		{"acks=all/not-idempotent/batch-timeout=0", []kgo.Opt{kgo.DisableIdempotentWrite()}, 0},
+		{"acks=1/not-idempotent/batch-timeout=0", []kgo.Opt{kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite()}, 0},
+		{"acks=all/batch-timeout=500us", nil, 500 * time.Microsecond},
+		{"acks=all/batch-timeout=2ms", nil, 2 * time.Millisecond},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			p, err := NewProducer(ProducerConfig{Brokers: brokers, Topic: topic, BatchTimeout: c.timeout})
+			extra := c.extra
+			p, err := newProducerWith(ProducerConfig{Brokers: brokers, Topic: topic, BatchTimeout: c.timeout}, extra...)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer p.Close()
-			p.w.RequiredAcks = c.acks // measured only here: the producer never drops acks=all
 			benchSingle(b, p, 64)
 		})
 	}
