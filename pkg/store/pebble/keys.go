@@ -162,3 +162,4 @@ func parseCounters(topic string, v []byte) (counters, error) {
 	}
 	return c, nil
 }
+

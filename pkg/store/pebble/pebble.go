@@ -231,15 +231,8 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 	}
 	// Stable: equal keys stay in group order, so the first copy wins.
 	slices.SortStableFunc(all, func(a, b slot) int { return bytes.Compare(a.key, b.key) })
-	for j := range all {
-		if j > 0 && bytes.Equal(all[j].key, all[j-1].key) {
-			continue
-		}
-		stored, err := s.stored(all[j].key)
-		if err != nil {
-			return nil, err
-		}
-		outs[all[j].batch].New[all[j].index] = !stored
+	if err := s.lookUp(all, outs); err != nil {
+		return nil, err
 	}
 
 	now := nowMicro()
@@ -323,17 +316,31 @@ type slot struct {
 	batch, index int
 }
 
-// stored tells whether key is in the database.
-func (s *Store) stored(key []byte) (bool, error) {
-	_, closer, err := s.db.Get(key)
-	if err == nil {
-		closer.Close()
-		return true, nil
+// lookUp marks new the first slot of each key (slots sorted by key) that
+// the database does not hold. One iterator serves the whole group: a Get
+// per key would set up an iterator over every level for each, and, like
+// every point lookup by default, skip the bloom filters of the last level,
+// the largest, reading one of its data blocks for each new key: with random
+// keys, a block the cache rarely holds once the store outgrows it.
+func (s *Store) lookUp(sorted []slot, outs []process.Persisted) error {
+	it, err := s.db.NewIter(&pebbledb.IterOptions{UseL6Filters: true,
+		LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+	if err != nil {
+		return fmt.Errorf("look up keys: %w", err)
 	}
-	if errors.Is(err, pebbledb.ErrNotFound) {
-		return false, nil
+	for j := range sorted {
+		if j > 0 && bytes.Equal(sorted[j].key, sorted[j-1].key) {
+			continue
+		}
+		// Every dedup key is its own prefix (no two share one), so a
+		// prefix seek finds exactly the key or nothing.
+		found := it.SeekPrefixGE(sorted[j].key)
+		outs[sorted[j].batch].New[sorted[j].index] = !found
 	}
-	return false, fmt.Errorf("look up key: %w", err)
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("look up keys: %w", err)
+	}
+	return nil
 }
 
 // Events returns up to limit events after the position after, in
