@@ -162,4 +162,3 @@ func parseCounters(topic string, v []byte) (counters, error) {
 	}
 	return c, nil
 }
-
