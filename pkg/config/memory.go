@@ -9,8 +9,8 @@ import (
 type Memory struct {
 	SQLiteCacheMB    int `name:"sqlite-cache-mb" env:"AGGREGATOR_SQLITE_CACHE_MB" default:"32" help:"SQLite page cache of the writer, in MiB (the readers keep 4 MiB each)."`
 	SQLiteMmapMB     int `name:"sqlite-mmap-mb" env:"AGGREGATOR_SQLITE_MMAP_MB" default:"0" help:"Memory-mapped reads per SQLite connection, in MiB; mapped pages count as resident memory (0: off)."`
-	PebbleCacheMB    int `name:"pebble-cache-mb" env:"AGGREGATOR_PEBBLE_CACHE_MB" default:"64" help:"Pebble store: block cache in MiB, memtables included (--store pebble)."`
-	PebbleMemtableMB int `name:"pebble-memtable-mb" env:"AGGREGATOR_PEBBLE_MEMTABLE_MB" default:"16" help:"Pebble store: size of one memtable in MiB; up to two are in memory, counted in the cache (--store pebble)."`
+	PebbleCacheMB    int `name:"pebble-cache-mb" env:"AGGREGATOR_PEBBLE_CACHE_MB" default:"48" help:"Pebble store: block cache in MiB, memtables included (--store pebble)."`
+	PebbleMemtableMB int `name:"pebble-memtable-mb" env:"AGGREGATOR_PEBBLE_MEMTABLE_MB" default:"12" help:"Pebble store: size of one memtable in MiB; up to two are in memory, counted in the cache (--store pebble)."`
 	HeapLimitMB      int `name:"heap-limit-mb" env:"AGGREGATOR_HEAP_LIMIT_MB" default:"128" help:"Soft limit of the Go heap in MiB when GOMEMLIMIT is not set (0: none); GOMEMLIMIT wins when set."`
 	ClaimCacheKeys   int `name:"claim-cache-keys" env:"AGGREGATOR_CLAIM_CACHE_KEYS" default:"65536" help:"Event keys the in-memory claimer remembers to drop duplicates without asking SQLite; older keys are still deduplicated by the store."`
 }

@@ -53,8 +53,8 @@ type options struct {
 // hot blocks and filters; two memtables may be in memory at once (one being
 // flushed).
 const (
-	DefaultCacheBytes    = 64 << 20
-	DefaultMemtableBytes = 16 << 20
+	DefaultCacheBytes    = 48 << 20
+	DefaultMemtableBytes = 12 << 20
 )
 
 // WithSync sets when a commit returns: "normal" (the default) once its log
