@@ -26,8 +26,9 @@ import (
 
 // Store persists batches into a Pebble database and reads them back.
 type Store struct {
-	db *pebbledb.DB
-	w  *groupcommit.Writer
+	db        *pebbledb.DB
+	w         *groupcommit.Writer
+	closeOnce sync.Once
 
 	// mu serialises the writers: group commits and retention.
 	mu       sync.Mutex
@@ -170,18 +171,16 @@ func (s *Store) load() error {
 
 // Close commits the batches already queued, then closes the database.
 func (s *Store) Close() error {
-	s.w.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.db == nil {
-		return nil
-	}
-	err := s.db.Close()
-	s.db = nil
-	if err != nil {
-		return fmt.Errorf("close pebble: %w", err)
-	}
-	return nil
+	var err error
+	s.closeOnce.Do(func() {
+		s.w.Close()
+		s.mu.Lock() // a retention batch in flight finishes first
+		defer s.mu.Unlock()
+		if cerr := s.db.Close(); cerr != nil {
+			err = fmt.Errorf("close pebble: %w", cerr)
+		}
+	})
+	return err
 }
 
 // Ping checks that the database answers.
