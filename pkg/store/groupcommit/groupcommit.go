@@ -21,6 +21,12 @@ type Commit func(group []*process.Batch) ([]process.Persisted, error)
 // ErrClosed is returned by Persist after Close.
 var ErrClosed = errors.New("store closed")
 
+// ErrOffset is returned by Persist for a batch that carries a Kafka offset:
+// the embedded stores serve the all-in-one, which has no Kafka, so such a
+// batch is a wiring mistake (a Kafka consumer needs the Postgres store,
+// which keeps offsets), never data to store.
+var ErrOffset = errors.New("embedded store keeps no consumer offsets: a batch with an offset needs the Postgres store")
+
 // Sizes of a group.
 const (
 	QueueBatches = 4096   // batches waiting for the writer (backpressure)
@@ -78,11 +84,15 @@ func (w *Writer) Close() {
 	})
 }
 
-// Persist queues the batch and waits for its group's outcome. A caller whose
+// Persist queues the batch and waits for its group's outcome; a batch with
+// an Offset is refused with ErrOffset before it is queued. A caller whose
 // context ends before the writer took its batch leaves with nothing stored;
 // once taken, the transaction is under way and bounded, and its outcome is
 // the truth, so an error always means "not stored".
 func (w *Writer) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
+	if b.Offset != nil {
+		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
+	}
 	if err := ctx.Err(); err != nil {
 		return process.Persisted{}, fmt.Errorf("persist: %w", err)
 	}

@@ -34,8 +34,6 @@ type Store struct {
 	mu       sync.Mutex
 	seq      uint64               // last seq handed out
 	counters map[string]*counters // every topic's counters, as committed
-	// beforeCommit, when set by a test, runs before each group's commit.
-	beforeCommit func()
 }
 
 // Option configures a Store.
@@ -73,9 +71,8 @@ func WithMemtable(bytes int64) Option { return func(o *options) { o.memtableByte
 // WithLogger sends Pebble's own messages (recovery, background errors) to log.
 func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
 
-// ErrOffset is returned by Persist for a batch that carries a Kafka offset:
-// the all-in-one has no Kafka, so such a batch is a wiring mistake.
-var ErrOffset = errors.New("pebble store keeps no consumer offsets: a batch with an offset needs the Postgres store")
+// ErrOffset is returned by Persist for a batch that carries a Kafka offset.
+var ErrOffset = groupcommit.ErrOffset
 
 // ErrClosed is returned by Persist after Close.
 var ErrClosed = groupcommit.ErrClosed
@@ -199,9 +196,6 @@ func (s *Store) Ping(context.Context) error {
 // commit shared with the batches queued at the same time. A batch with an
 // Offset is refused with ErrOffset before it is queued.
 func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
-	if b.Offset != nil {
-		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
-	}
 	return s.w.Persist(ctx, b)
 }
 
@@ -213,10 +207,13 @@ func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persiste
 func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.beforeCommit != nil {
-		s.beforeCommit()
+	n := 0
+	for _, b := range group {
+		n += len(b.Events)
 	}
-	var all []slot
+	all := make([]slot, 0, n)
+	// The keys share one buffer: slices of an outgrown buffer stay valid.
+	var keys []byte
 	outs := make([]process.Persisted, len(group))
 	for gi, b := range group {
 		outs[gi].New = make([]bool, len(b.Events))
@@ -225,7 +222,9 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 			if e.Payload == nil {
 				return nil, fmt.Errorf("persist event %q of topic %q: no payload", e.EventID, e.Topic)
 			}
-			all = append(all, slot{key: dedupKey(nil, e.Topic, e.EventID), batch: gi, index: i})
+			start := len(keys)
+			keys = dedupKey(keys, e.Topic, e.EventID)
+			all = append(all, slot{key: keys[start:len(keys):len(keys)], batch: gi, index: i})
 		}
 	}
 	// Stable: equal keys stay in group order, so the first copy wins.

@@ -177,19 +177,14 @@ func (s *Store) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 // ErrClosed is returned by Persist after Close.
 var ErrClosed = groupcommit.ErrClosed
 
-// ErrOffset is returned by Persist for a batch that carries a Kafka offset:
-// the all-in-one has no Kafka, so such a batch is a wiring mistake (a Kafka
-// consumer needs the Postgres store, which keeps offsets), never data to store.
-var ErrOffset = errors.New("sqlite store keeps no consumer offsets: a batch with an offset needs the Postgres store")
+// ErrOffset is returned by Persist for a batch that carries a Kafka offset.
+var ErrOffset = groupcommit.ErrOffset
 
 // Persist writes the batch's new rows and its counters in one transaction,
 // shared with the batches queued at the same time. The unique key on
 // (topic, event_id) decides what is new. A batch with an Offset is refused
 // with ErrOffset before it is queued.
 func (s *Store) Persist(ctx context.Context, b *process.Batch) (process.Persisted, error) {
-	if b.Offset != nil {
-		return process.Persisted{}, fmt.Errorf("persist %s[%d]: %w", b.Offset.Topic, b.Offset.Partition, ErrOffset)
-	}
 	return s.group.Persist(ctx, b)
 }
 
