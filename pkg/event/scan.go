@@ -148,17 +148,7 @@ func (s *scanner) array(depth int) bool {
 
 // ndjson splits lines exactly as the full decoder does.
 func (s *scanner) ndjson(body []byte) bool {
-	for len(body) > 0 {
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
+	for line := range lines(body) {
 		s.b, s.pos = line, 0
 		if !s.count() || line[0] != '{' || !s.event(1) {
 			return false
