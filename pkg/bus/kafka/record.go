@@ -1,8 +1,6 @@
 package kafka
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -99,21 +97,7 @@ var errNotObject = errors.New("record value is not a JSON object")
 
 // Decode reads a record value with the API's validation rules. An error means
 // the record is poison: it can never become a valid event.
-//
-// A value in the exact shape Encode writes, with plain printable ASCII names
-// and a payload without escapes, is read directly (the strict decoder's
-// token-by-token reading was the worker's largest cost); anything else, and
-// anything the direct reading doubts, goes through event.Decode, so the
-// rules and the errors stay the API's.
 func Decode(value []byte) (event.Event, error) {
-	if e, ok := decodeCanonical(value); ok {
-		return e, nil
-	}
-	return decodeStrict(value)
-}
-
-// decodeStrict reads a record value with event.Decode.
-func decodeStrict(value []byte) (event.Event, error) {
 	if len(value) == 0 || value[firstNonSpace(value)] != '{' {
 		return event.Event{}, errNotObject
 	}
@@ -125,74 +109,6 @@ func decodeStrict(value []byte) (event.Event, error) {
 		return event.Event{}, fmt.Errorf("decode record: %d events, want 1", len(evs))
 	}
 	return evs[0], nil
-}
-
-// decodeCanonical reads a value of Encode's shape:
-//
-//	{"topic":"…","event_id":"…","timestamp":"…","source":"…","payload":{…}}
-//
-// It answers ok only for a value that event.Decode accepts and reads as the
-// same event: the four strings are printable ASCII without escapes (so they
-// are their own text and hold no control character), non-empty and at most
-// event.MaxNameBytes long; the timestamp passes event.ParseTime; the payload
-// is one valid JSON object without a backslash (so without \u escapes of
-// lone surrogates). Everything else is left to event.Decode.
-func decodeCanonical(v []byte) (event.Event, bool) {
-	var e event.Event
-	rest, ok := bytes.CutPrefix(v, []byte(`{"topic":`))
-	if !ok {
-		return e, false
-	}
-	var topic, id, ts, source []byte
-	if topic, rest, ok = canonicalString(rest, `,"event_id":`); !ok {
-		return e, false
-	}
-	if id, rest, ok = canonicalString(rest, `,"timestamp":`); !ok {
-		return e, false
-	}
-	if ts, rest, ok = canonicalString(rest, `,"source":`); !ok {
-		return e, false
-	}
-	if source, rest, ok = canonicalString(rest, `,"payload":`); !ok {
-		return e, false
-	}
-	// The payload runs to the object's closing brace, the value's last byte.
-	if len(rest) < 3 || rest[len(rest)-1] != '}' {
-		return e, false
-	}
-	payload := rest[:len(rest)-1]
-	if payload[0] != '{' || payload[len(payload)-1] != '}' || bytes.IndexByte(payload, '\\') >= 0 ||
-		!utf8.Valid(payload) || !json.Valid(payload) {
-		return e, false
-	}
-	t, err := event.ParseTime(string(ts))
-	if err != nil {
-		return e, false
-	}
-	e.Topic, e.EventID, e.Source = string(topic), string(id), string(source)
-	// As event.Decode: both stores keep microseconds.
-	e.Timestamp = t.Truncate(time.Microsecond)
-	e.Payload = bytes.Clone(payload)
-	return e, true
-}
-
-// canonicalString reads a JSON string of printable ASCII without escapes,
-// 1 to event.MaxNameBytes bytes long, followed by next.
-func canonicalString(b []byte, next string) (s, rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return nil, nil, false
-	}
-	end := 1
-	for ; end < len(b) && b[end] != '"'; end++ {
-		if c := b[end]; c < 0x20 || c > 0x7e || c == '\\' {
-			return nil, nil, false
-		}
-	}
-	if end == len(b) || end == 1 || end-1 > event.MaxNameBytes {
-		return nil, nil, false
-	}
-	rest, ok = bytes.CutPrefix(b[end+1:], []byte(next))
-	return b[1:end], rest, ok
 }
 
 func firstNonSpace(b []byte) int {

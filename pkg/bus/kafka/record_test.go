@@ -164,118 +164,7 @@ func TestRefusedForGood(t *testing.T) {
 	}
 }
 
-// canonicalCases are record values for the direct reading: canonical ones it
-// must take, and near misses it must leave to the strict decoder.
-func canonicalCases() (take, leave []string) {
-	ev := func(topic, id, ts, source, payload string) string {
-		return `{"topic":"` + topic + `","event_id":"` + id + `","timestamp":"` + ts + `","source":"` + source + `","payload":` + payload + `}`
-	}
-	const ts = "2026-11-25T10:00:00.123456789Z"
-	take = []string{
-		ev("orders", "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60", ts, "shop-1", `{"total":42}`),
-		ev("orders", "e-1", "2026-11-25T10:00:00Z", "s", `{}`),
-		ev("o", "e", "2026-11-25T10:00:00+02:00", "s", `{"a":[1,2,{"b":null}],"c":"ü 😀"}`),
-		ev("o", "e", "2026-11-25 10:00:00", "s", `{ "spaced" : true }`),
-		ev(strings.Repeat("t", 255), "e", ts, "s", `{}`),
-		ev("a/b:c d'e", "id with spaces", ts, "~!@#$%^&*()", `{}`),
-	}
-	leave = []string{
-		ev("orders", "e-1", ts, "s", `{"q":"say \"hi\""}`),                   // escape in the payload
-		ev("orders", `e\u0041`, ts, "s", `{}`),                               // escape in a name
-		ev("ordérs", "e-1", ts, "s", `{}`),                                   // not ASCII
-		ev("o\x7f", "e-1", ts, "s", `{}`),                                    // DEL, a control character
-		ev("", "e-1", ts, "s", `{}`),                                         // empty
-		ev(strings.Repeat("t", 256), "e", ts, "s", `{}`),                     // too long
-		ev("o", "e", "2026-11-25T10:00:00,5Z", "s", `{}`),                    // not RFC 3339
-		ev("o", "e", "2026-13-25T10:00:00Z", "s", `{}`),                      // no such month
-		ev("o", "e", ts, "s", `null`),                                        // null payload
-		ev("o", "e", ts, "s", `[1]`),                                         // not an object
-		ev("o", "e", ts, "s", `{"a":1}} `),                                   // trailing bytes
-		ev("o", "e", ts, "s", `{"a":1},"x":{}`),                              // a member after the payload
-		ev("o", "e", ts, "s", `{"a":1`),                                      // truncated
-		ev("o", "e", ts, "s", "{\"a\":\"\xff\"}"),                            // bad UTF-8
-		ev("o", "e", ts, "s", `{"a":1} `),                                    // space before the end
-		`{"topic":"o","event_id":"e","timestamp":"` + ts + `","source":"s"}`, // no payload
-		`{"event_id":"e","topic":"o","timestamp":"` + ts + `","source":"s","payload":{}}`,
-		`{"topic":"o","event_id":"e","timestamp":"` + ts + `","source":"s","payload":{},"payload":{}}`,
-		` {"topic":"o","event_id":"e","timestamp":"` + ts + `","source":"s","payload":{}}`,
-	}
-	return take, leave
-}
-
-// TestDecodeCanonical: the direct reading takes the values Encode writes and
-// gives exactly the event the strict decoder gives; it leaves every near miss
-// to the strict decoder, whose verdict Decode then returns.
-func TestDecodeCanonical(t *testing.T) {
-	take, leave := canonicalCases()
-	for _, v := range take {
-		got, ok := decodeCanonical([]byte(v))
-		if !ok {
-			t.Errorf("not read directly: %s", v)
-			continue
-		}
-		want, err := decodeStrict([]byte(v))
-		if err != nil {
-			t.Errorf("read directly, but the strict decoder refuses it (%v): %s", err, v)
-			continue
-		}
-		if !sameEvent(got, want) {
-			t.Errorf("%s:\n direct %+v\n strict %+v", v, got, want)
-		}
-	}
-	for _, v := range leave {
-		if e, ok := decodeCanonical([]byte(v)); ok {
-			t.Errorf("read directly as %+v, want it left to the strict decoder: %s", e, v)
-		}
-		got, gotErr := Decode([]byte(v))
-		want, wantErr := decodeStrict([]byte(v))
-		if (gotErr == nil) != (wantErr == nil) || !sameEvent(got, want) {
-			t.Errorf("Decode %+v, %v; strict %+v, %v: %s", got, gotErr, want, wantErr, v)
-		}
-	}
-	// What Encode writes for ordinary events is read directly.
-	for i := range 100 {
-		in := testEvent("topic-"+strconv.Itoa(i%7), "id-"+strconv.Itoa(i), i)
-		v, err := Encode(&in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := decodeCanonical(v); !ok {
-			t.Fatalf("Encode's output not read directly: %s", v)
-		}
-	}
-}
-
-func sameEvent(a, b event.Event) bool {
-	return a.Topic == b.Topic && a.EventID == b.EventID && a.Source == b.Source &&
-		a.Timestamp.Equal(b.Timestamp) && a.Timestamp.Location() == b.Timestamp.Location() &&
-		bytes.Equal(a.Payload, b.Payload)
-}
-
-// FuzzDecodeCanonical: whatever the direct reading takes, the strict decoder
-// takes too, as the same event.
-func FuzzDecodeCanonical(f *testing.F) {
-	take, leave := canonicalCases()
-	for _, v := range append(take, leave...) {
-		f.Add([]byte(v))
-	}
-	f.Fuzz(func(t *testing.T, v []byte) {
-		got, ok := decodeCanonical(v)
-		if !ok {
-			return
-		}
-		want, err := decodeStrict(v)
-		if err != nil {
-			t.Fatalf("read directly as %+v, but the strict decoder refuses it: %v", got, err)
-		}
-		if !sameEvent(got, want) {
-			t.Fatalf("direct %+v, strict %+v", got, want)
-		}
-	})
-}
-
-// BenchmarkDecodeRecord compares the direct reading of a canonical record
-// with the strict decoder it stands in for.
+// BenchmarkDecodeRecord reads a record as Encode writes it.
 func BenchmarkDecodeRecord(b *testing.B) {
 	in := testEvent("orders", "3f1c2a9e-8b7d-4c6e-9f0a-1b2c3d4e5f60", 1)
 	in.Payload = []byte(`{"customer":"c-1042","total":99.5,"items":[{"sku":"a-1","qty":2}]}`)
@@ -283,14 +172,10 @@ func BenchmarkDecodeRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for name, decode := range map[string]func([]byte) (event.Event, error){"direct": Decode, "strict": decodeStrict} {
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := decode(v); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(v); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
