@@ -42,7 +42,9 @@ func TestStalledWorker(t *testing.T) {
 	w.start(t)
 	w.waitReady(t, time.Minute)
 
-	run := chaosRun{events: 90000, rate: 3000, actAt: 8000}
+	// Late enough that the start's rebalances are over and every partition
+	// of the worker has its offset row, which the frozen batch then locks.
+	run := chaosRun{events: 90000, rate: 3000, actAt: 20000}
 	run.run(t, ctx, s, func(publisherRunning func() bool) {
 		// Hold every batch at its offset fence, so the worker is frozen
 		// inside a transaction whatever it was doing.
