@@ -33,6 +33,7 @@ type Store struct {
 	// mu serialises the writers: group commits and retention.
 	mu       sync.Mutex
 	seq      uint64               // last seq handed out
+	layout   keyLayout            // of the dedup keys, fixed at creation
 	counters map[string]*counters // every topic's counters, as committed
 }
 
@@ -44,6 +45,7 @@ type options struct {
 	cacheBytes    int64
 	memtableBytes int64
 	log           *slog.Logger
+	layout        keyLayout               // of a new store; tests create older ones
 	tune          func(*pebbledb.Options) // tests compare settings with it
 	fs            vfs.FS                  // tests count syncs with it
 }
@@ -79,7 +81,7 @@ var ErrClosed = groupcommit.ErrClosed
 
 // Open opens (creating when missing) the database in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes}
+	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes, layout: layoutPacked}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -113,6 +115,13 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	// Bloom filters on every level: most keys looked up are new, and a
 	// filter answers "not here" for a table without reading it.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// A table ends where a kind of record ends (splitAtKinds), so the event
+	// log's tables hold no random dedup keys: new ones never overlap old
+	// ones, and compactions move them down rather than rewrite them.
+	po.Experimental.SpanPolicyFunc = splitAtKinds
+	// A smaller base level than Pebble's 64 MiB: each flush of random dedup
+	// keys overlaps all of it, so every compaction into it rewrites it whole.
+	po.LBaseMaxBytes = 32 << 20
 	if o.tune != nil {
 		o.tune(po)
 	}
@@ -121,7 +130,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
 	s := &Store{db: db, counters: map[string]*counters{}}
-	if err := s.load(); err != nil {
+	if err := s.load(o.layout); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -133,8 +142,12 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// load reads the last seq and the counters.
-func (s *Store) load() error {
+// load reads the key layout, the last seq and the counters. A new store
+// gets the layout asked for.
+func (s *Store) load(layout keyLayout) error {
+	if err := s.loadLayout(layout); err != nil {
+		return err
+	}
 	v, closer, err := s.db.Get(metaSeq)
 	switch {
 	case err == nil:
@@ -162,6 +175,43 @@ func (s *Store) load() error {
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("read counters: %w", err)
+	}
+	return nil
+}
+
+// loadLayout reads the store's key layout. A store without the record is
+// new, or was written before the packed layout: it has dedup keys then,
+// and they are text.
+func (s *Store) loadLayout(layout keyLayout) error {
+	v, closer, err := s.db.Get(metaLayout)
+	if err == nil {
+		defer closer.Close()
+		if len(v) != 1 || (keyLayout(v[0]) != layoutText && keyLayout(v[0]) != layoutPacked) {
+			return fmt.Errorf("read key layout %x: %w", v, errCorrupt)
+		}
+		s.layout = keyLayout(v[0])
+		return nil
+	}
+	if !errors.Is(err, pebbledb.ErrNotFound) {
+		return fmt.Errorf("read key layout: %w", err)
+	}
+	it, err := s.db.NewIter(prefixBounds([]byte{prefixKey}))
+	if err != nil {
+		return fmt.Errorf("read key layout: %w", err)
+	}
+	hasKeys := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("read key layout: %w", err)
+	}
+	if hasKeys {
+		layout = layoutText
+	}
+	s.layout = layout
+	if layout == layoutText && !hasKeys {
+		return nil // a test's stand-in for an older store: as they were, no record
+	}
+	if err := s.db.Set(metaLayout, []byte{byte(layout)}, pebbledb.Sync); err != nil {
+		return fmt.Errorf("write key layout: %w", err)
 	}
 	return nil
 }
@@ -223,7 +273,7 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 				return nil, fmt.Errorf("persist event %q of topic %q: no payload", e.EventID, e.Topic)
 			}
 			start := len(keys)
-			keys = dedupKey(keys, e.Topic, e.EventID)
+			keys = s.layout.dedupKey(keys, e.Topic, e.EventID)
 			all = append(all, slot{key: keys[start:len(keys):len(keys)], batch: gi, index: i})
 		}
 	}
@@ -282,7 +332,7 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 	}
 	for _, sl := range all {
 		if seq := seqs[sl.batch][sl.index]; seq != 0 {
-			val = dedupValue(val[:0], seq, now)
+			val = dedupValue(val[:0], seq)
 			if err := wb.Set(sl.key, val, nil); err != nil {
 				return nil, fmt.Errorf("persist: %w", err)
 			}
@@ -494,6 +544,15 @@ func prefixEnd(prefix []byte) []byte {
 		}
 	}
 	return nil // no upper bound
+}
+
+// splitAtKinds ends every flushed or compacted table at the end of the
+// one-byte prefix range its first key is in.
+func splitAtKinds(start []byte) (pebbledb.SpanPolicy, []byte, error) {
+	if len(start) == 0 || start[0] == 0xff {
+		return pebbledb.SpanPolicy{}, nil, nil
+	}
+	return pebbledb.SpanPolicy{}, []byte{start[0] + 1}, nil
 }
 
 // logger passes Pebble's messages to slog: recovery and compaction notes at

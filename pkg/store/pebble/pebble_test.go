@@ -3,12 +3,15 @@ package pebble_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
 
+	"github.com/event-aggregator/event-aggregator/pkg/event"
+	"github.com/event-aggregator/event-aggregator/pkg/process"
 	"github.com/event-aggregator/event-aggregator/pkg/store/pebble"
 	"github.com/event-aggregator/event-aggregator/pkg/store/storetest"
 )
@@ -40,6 +43,19 @@ func BenchmarkPersistUUID(b *testing.B) {
 	storetest.BenchPersistUUID(b, open(b))
 }
 
+// BenchmarkFillUUID: storetest.BenchFillUUID on Pebble (-benchtime=5x: five
+// million events). BENCH_METRICS names a file for Pebble's metrics at the
+// end: its levels, compactions and cache.
+func BenchmarkFillUUID(b *testing.B) {
+	s := open(b)
+	storetest.BenchFillUUID(b, s)
+	if f := os.Getenv("BENCH_METRICS"); f != "" {
+		if err := os.WriteFile(f, []byte(s.Metrics()), 0o644); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
 // BenchmarkPersistUUIDSized compares memory settings in one build:
 // BENCH_CACHE_MB and BENCH_MEMTABLE_MB.
 func BenchmarkPersistUUIDSized(b *testing.B) {
@@ -64,5 +80,73 @@ func BenchmarkPersistUUIDSized(b *testing.B) {
 	storetest.BenchPersistUUID(b, s)
 	if os.Getenv("BENCH_METRICS") != "" {
 		os.WriteFile(os.Getenv("BENCH_METRICS"), []byte(s.Metrics()), 0o644)
+	}
+}
+
+// A store written before the packed key layout keeps finding its keys: the
+// layout is the store's, read at every open, not the build's.
+func TestOlderStoreKeepsTextKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ev := func(id string) event.Event {
+		return event.Event{Topic: "orders", EventID: id, Source: "test", Timestamp: time.Unix(1_700_000_000, 0), Payload: []byte(`{}`)}
+	}
+	const (
+		lower = "0f8e7d6c-5b4a-4392-a1b0-c9d8e7f6a5b4"
+		upper = "0F8E7D6C-5B4A-4392-A1B0-C9D8E7F6A5B4"
+		other = "9b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+	)
+	persist := func(opts []pebble.Option, ids []string, want []bool) {
+		t.Helper()
+		s, err := pebble.Open(ctx, dir, opts...)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		defer s.Close()
+		b := &process.Batch{}
+		for _, id := range ids {
+			b.Events = append(b.Events, ev(id))
+		}
+		p, err := s.Persist(ctx, b)
+		if err != nil {
+			t.Fatalf("persist: %v", err)
+		}
+		if !slices.Equal(p.New, want) {
+			t.Fatalf("persist %v: new %v, want %v", ids, p.New, want)
+		}
+	}
+	persist([]pebble.Option{pebble.WithTextKeys()}, []string{lower}, []bool{true})
+	persist(nil, []string{lower, upper, other}, []bool{false, true, true})
+	persist(nil, []string{lower, upper, other}, []bool{false, false, false})
+
+	// And a new store packs its keys, and finds them after a restart.
+	dir = t.TempDir()
+	persist(nil, []string{lower, upper}, []bool{true, true})
+	persist(nil, []string{upper, lower, other}, []bool{false, false, true})
+}
+
+// No table holds two kinds of record: the event log's tables never overlap
+// the random dedup keys, so compactions can move them down whole.
+func TestTablesHoldOneKind(t *testing.T) {
+	s := open(t)
+	b := &process.Batch{}
+	for i := range 100 {
+		b.Events = append(b.Events, event.Event{Topic: "t" + strconv.Itoa(i%3), EventID: strconv.Itoa(i),
+			Source: "test", Timestamp: time.Unix(1_700_000_000, 0), Payload: []byte(`{}`)})
+	}
+	if _, err := s.Persist(context.Background(), b); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	tables, err := s.TableBounds()
+	if err != nil {
+		t.Fatalf("tables: %v", err)
+	}
+	if len(tables) < 4 { // events, topic index, dedup keys, counters (and meta)
+		t.Fatalf("%d tables after a flush, want one per kind of record", len(tables))
+	}
+	for _, tb := range tables {
+		if tb[0][0] != tb[1][0] {
+			t.Errorf("a table holds keys %q to %q", tb[0], tb[1])
+		}
 	}
 }

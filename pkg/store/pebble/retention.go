@@ -48,9 +48,9 @@ func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keep
 		if at >= limitCutoff {
 			continue
 		}
-		dk := dedupKey(nil, e.Topic, e.EventID)
+		dk := s.layout.dedupKey(nil, e.Topic, e.EventID)
 		if keepKeys {
-			err = errors.Join(wb.Set(dk, dedupValue(nil, 0, at), nil), wb.Set(keptKey(at, e.Topic, e.EventID), nil, nil))
+			err = errors.Join(wb.Set(dk, dedupValue(nil, 0), nil), wb.Set(keptKey(at, e.Topic, e.EventID), nil, nil))
 		} else {
 			err = wb.Delete(dk, nil)
 		}
@@ -101,12 +101,12 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, e
 		if r.err != nil {
 			return 0, fmt.Errorf("forget keys: %w", r.err)
 		}
-		dk := dedupKey(nil, topic, string(r.b))
+		dk := s.layout.dedupKey(nil, topic, string(r.b))
 		// The dedup key is removed only while it is still the kept one.
 		v, closer, err := s.db.Get(dk)
 		switch {
 		case err == nil:
-			seq, _, perr := parseDedupValue(v)
+			seq, perr := parseDedupValue(v)
 			closer.Close()
 			if perr != nil {
 				return 0, fmt.Errorf("forget keys: %w", perr)

@@ -26,3 +26,14 @@ func BenchmarkPersistUUID(b *testing.B) {
 	b.Cleanup(func() { s.Close() })
 	storetest.BenchPersistUUID(b, s)
 }
+
+// BenchmarkFillUUID: storetest.BenchFillUUID on SQLite (-benchtime=5x: five
+// million events).
+func BenchmarkFillUUID(b *testing.B) {
+	s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "events.db"))
+	if err != nil {
+		b.Fatalf("open: %v", err)
+	}
+	b.Cleanup(func() { s.Close() })
+	storetest.BenchFillUUID(b, s)
+}

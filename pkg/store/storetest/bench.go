@@ -100,14 +100,10 @@ func BenchPersist(b *testing.B, s process.Store, writers int) {
 	b.ReportMetric(float64(b.N*BenchBatchSize)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchPersistUUID is an all-in-one store path on random keys, as real
-// publishers send them: batches of 1,000 events with UUIDv4 ids, 20% of them
-// already stored, from 8 concurrent callers (group commit), on top of
-// 200,000 events stored before the timer starts. It reports events/s.
-func BenchPersistUUID(b *testing.B, s process.Store) {
-	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(1, 2))
-	mk := func() event.Event {
+// uuidEvents makes events as real publishers send them: random UUIDv4 ids,
+// ten topics, a small payload.
+func uuidEvents(rng *rand.Rand) func() event.Event {
+	return func() event.Event {
 		u := [2]uint64{rng.Uint64(), rng.Uint64()}
 		id := fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", u[0]>>32, u[0]>>16&0xffff, u[0]&0xfff,
 			u[1]>>48&0x3fff|0x8000, u[1]&0xffffffffffff)
@@ -116,42 +112,37 @@ func BenchPersistUUID(b *testing.B, s process.Store) {
 			Timestamp: time.Unix(1_700_000_000, 0), Payload: []byte(`{"seq":1,"data":"abcdefghijklmnopqrstuvwxyz0123456789abcd"}`),
 		}
 	}
-	var stored []event.Event
-	for range 200 {
-		batch := make([]event.Event, 1000)
-		for i := range batch {
-			batch[i] = mk()
+}
+
+// uuidBatch returns 1,000 events, the first 200 drawn from stored (when it
+// has any) and the rest new, without a key twice (the processing core hands
+// batches over that way), shuffled.
+func uuidBatch(rng *rand.Rand, mk func() event.Event, stored []event.Event) []event.Event {
+	evs := make([]event.Event, 1000)
+	for i := range evs {
+		if i < 200 && len(stored) > 0 {
+			evs[i] = stored[rng.IntN(len(stored))]
+		} else {
+			evs[i] = mk()
 		}
-		if _, err := s.Persist(ctx, &process.Batch{Events: batch}); err != nil {
-			b.Fatal(err)
-		}
-		stored = append(stored, batch[:200]...)
 	}
-	batches := make([][]event.Event, b.N)
-	for k := range batches {
-		evs := make([]event.Event, 1000)
-		for i := range evs {
-			if i < 200 {
-				evs[i] = stored[rng.IntN(len(stored))]
-			} else {
-				evs[i] = mk()
-			}
+	seen := map[event.Key]bool{}
+	out := evs[:0]
+	for _, e := range evs {
+		if !seen[e.Key()] {
+			seen[e.Key()] = true
+			out = append(out, e)
 		}
-		// Distinct keys within a batch, as the processing core hands them over.
-		seen := map[event.Key]bool{}
-		out := evs[:0]
-		for _, e := range evs {
-			if !seen[e.Key()] {
-				seen[e.Key()] = true
-				out = append(out, e)
-			}
-		}
-		rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-		batches[k] = out
 	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// persistAll persists the batches from 8 concurrent callers (group commit).
+func persistAll(b *testing.B, s process.Store, batches [][]event.Event) {
+	ctx := context.Background()
 	work := make(chan []event.Event)
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	for range 8 {
 		wg.Go(func() {
 			for evs := range work {
@@ -166,5 +157,87 @@ func BenchPersistUUID(b *testing.B, s process.Store) {
 	}
 	close(work)
 	wg.Wait()
+}
+
+// BenchPersistUUID is an all-in-one store path on random keys, as real
+// publishers send them: batches of 1,000 events with UUIDv4 ids, 20% of them
+// already stored, from 8 concurrent callers (group commit), on top of
+// 200,000 events stored before the timer starts. It reports events/s.
+func BenchPersistUUID(b *testing.B, s process.Store) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	mk := uuidEvents(rng)
+	var stored []event.Event
+	for range 200 {
+		batch := make([]event.Event, 1000)
+		for i := range batch {
+			batch[i] = mk()
+		}
+		if _, err := s.Persist(context.Background(), &process.Batch{Events: batch}); err != nil {
+			b.Fatal(err)
+		}
+		stored = append(stored, batch[:200]...)
+	}
+	batches := make([][]event.Event, b.N)
+	for k := range batches {
+		batches[k] = uuidBatch(rng, mk, stored)
+	}
+	b.ResetTimer()
+	persistAll(b, s, batches)
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "events/s")
+}
+
+// Sized is a store that tells how many events it holds and its bytes on
+// disk.
+type Sized interface {
+	Size(ctx context.Context) (events, bytes int64, err error)
+}
+
+// BenchFillUUID shows how a store's speed on random keys changes as it
+// grows: it persists b.N millions of events as BenchPersistUUID does (20% of
+// each batch repeats one of the last 65,536 new events) and logs each
+// million's rate with the store's size at its start. It reports the rate of
+// the first and of the last million. Run it with -benchtime=Nx.
+func BenchFillUUID(b *testing.B, s Sized) {
+	ctx := context.Background()
+	store, ok := s.(process.Store)
+	if !ok {
+		b.Fatalf("%T is not a process.Store", s)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	mk := uuidEvents(rng)
+	recent := make([]event.Event, 0, 1<<16)
+	var first, last float64
+	for m := range b.N {
+		b.StopTimer()
+		batches := make([][]event.Event, 1000)
+		for k := range batches {
+			batches[k] = uuidBatch(rng, mk, recent)
+			for _, e := range batches[k] {
+				if len(recent) < cap(recent) {
+					recent = append(recent, e)
+				} else {
+					recent[rng.IntN(len(recent))] = e
+				}
+			}
+		}
+		events, bytes, err := s.Size(ctx)
+		if err != nil {
+			b.Fatalf("size: %v", err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		persistAll(b, store, batches)
+		n := 0
+		for _, batch := range batches {
+			n += len(batch)
+		}
+		rate := float64(n) / time.Since(start).Seconds()
+		b.Logf("million %d: %.0f events/s; %d events, %d MiB stored at its start", m+1, rate, events, bytes>>20)
+		if m == 0 {
+			first = rate
+		}
+		last = rate
+	}
+	b.ReportMetric(first, "first-events/s")
+	b.ReportMetric(last, "last-events/s")
 }
