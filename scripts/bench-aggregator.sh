@@ -7,8 +7,9 @@
 #      from each request's scheduled time), closed loop paced at 2,000 req/s
 #      by 32 clients, and closed loop unlimited;
 #   3. a store of many events (5 M by default, random ids) filled at the
-#      default settings, then batched (random and ordered ids) and single-event
-#      open loop on top of it, then restart to ready.
+#      default settings; once the aggregator is idle again (its background
+#      work on the fill done), batched (random and ordered ids) and
+#      single-event open loop on top of it, then restart to ready.
 # Every publish prints the store size at its start (events and MiB on disk)
 # and the load average; every phase reports the aggregator's peak resident
 # memory (VmHWM: anonymous plus file-backed) and its resident memory at the
@@ -65,6 +66,24 @@ publish() { # publisher flags
     "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
   fi
 }
+# settle waits until the aggregator is idle (under 5% of a core for 2 s, at
+# most 2 minutes): the next phase measures a store holding the events, not
+# one still compacting or checkpointing what the fill just wrote. It prints
+# the wait and the aggregator's CPU time meanwhile.
+settle() {
+  local tick t0 c0 a b
+  tick=$(getconf CLK_TCK)
+  t0=$(date +%s)
+  c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  b=$c0
+  while (($(date +%s) - t0 < 120)); do
+    a=$b
+    sleep 2
+    b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    (((b - a) * 100 < 2 * tick * 5)) && break
+  done
+  echo "settled after $(($(date +%s) - t0)) s (aggregator CPU meanwhile: $(echo "scale=2; ($b - $c0) / $tick" | bc) s)"
+}
 batched=(--events "$events" --duplicates 0.2 --batch 1000 --concurrency 8 --topics 10)
 open_loop=(--events "$single" --duplicates 0 --batch 1 --ids uuid --open-loop --rate 2000 --concurrency 256)
 
@@ -93,6 +112,7 @@ stop
 echo "== $stored events stored (uuid ids) at the default settings, then restart to ready"
 start "$work/restart"
 publish --events "$stored" --duplicates 0.2 --batch 1000 --concurrency 8 --ids uuid --no-verify >/dev/null
+settle
 for ids in uuid sequential; do
   echo "== batched on top of the stored events, $ids ids: $events events"
   publish "${batched[@]}" --ids "$ids"
