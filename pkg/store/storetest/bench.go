@@ -100,15 +100,20 @@ func BenchPersist(b *testing.B, s process.Store, writers int) {
 	b.ReportMetric(float64(b.N*BenchBatchSize)/b.Elapsed().Seconds(), "events/s")
 }
 
+// RandomUUID returns a random UUIDv4 in canonical text form, as most
+// publishers make their event ids.
+func RandomUUID(rng *rand.Rand) string {
+	hi, lo := rng.Uint64(), rng.Uint64()
+	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", hi>>32, hi>>16&0xffff, hi&0xfff,
+		lo>>48&0x3fff|0x8000, lo&0xffffffffffff)
+}
+
 // uuidEvents makes events as real publishers send them: random UUIDv4 ids,
 // ten topics, a small payload.
 func uuidEvents(rng *rand.Rand) func() event.Event {
 	return func() event.Event {
-		u := [2]uint64{rng.Uint64(), rng.Uint64()}
-		id := fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", u[0]>>32, u[0]>>16&0xffff, u[0]&0xfff,
-			u[1]>>48&0x3fff|0x8000, u[1]&0xffffffffffff)
 		return event.Event{
-			Topic: fmt.Sprintf("topic-%d", rng.IntN(10)), EventID: id, Source: "bench",
+			Topic: fmt.Sprintf("topic-%d", rng.IntN(10)), EventID: RandomUUID(rng), Source: "bench",
 			Timestamp: time.Unix(1_700_000_000, 0), Payload: []byte(`{"seq":1,"data":"abcdefghijklmnopqrstuvwxyz0123456789abcd"}`),
 		}
 	}
