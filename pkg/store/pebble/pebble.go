@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -411,27 +412,16 @@ func (s *Store) Events(ctx context.Context, topic string, after event.Position, 
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	if topic == "" {
-		it, err := snap.NewIter(&pebbledb.IterOptions{LowerBound: eventKey(nil, from), UpperBound: []byte{prefixEvent + 1}})
-		if err != nil {
-			return nil, fmt.Errorf("read events: %w", err)
-		}
-		defer it.Close()
-		var out []event.Stored
-		for it.First(); it.Valid() && len(out) < limit; it.Next() {
-			e, err := parseEvent(beUint64(it.Key()[1:]), it.Value())
-			if err != nil {
-				return nil, fmt.Errorf("read events: %w", err)
-			}
-			out = append(out, e)
-		}
-		if err := it.Error(); err != nil {
-			return nil, fmt.Errorf("read events: %w", err)
-		}
-		return out, ctx.Err()
+	// All topics: walk the event log itself. One topic: walk its index,
+	// whose keys end in the seq, and read each event from the log.
+	opts := &pebbledb.IterOptions{LowerBound: eventKey(nil, from), UpperBound: []byte{prefixEvent + 1}}
+	seqAt := 1
+	if topic != "" {
+		prefix := topicPrefix(nil, topic)
+		opts = &pebbledb.IterOptions{LowerBound: topicKey(nil, topic, from), UpperBound: prefixEnd(prefix)}
+		seqAt = len(prefix)
 	}
-	prefix := topicPrefix(nil, topic)
-	it, err := snap.NewIter(&pebbledb.IterOptions{LowerBound: topicKey(nil, topic, from), UpperBound: prefixEnd(prefix)})
+	it, err := snap.NewIter(opts)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -439,14 +429,18 @@ func (s *Store) Events(ctx context.Context, topic string, after event.Position, 
 	var out []event.Stored
 	var key []byte
 	for it.First(); it.Valid() && len(out) < limit; it.Next() {
-		seq := beUint64(it.Key()[len(prefix):])
-		key = eventKey(key[:0], seq)
-		v, closer, err := snap.Get(key)
-		if err != nil {
-			return nil, fmt.Errorf("read event %d: %w", seq, err)
+		seq := beUint64(it.Key()[seqAt:])
+		v, closer := it.Value(), io.Closer(nil)
+		if topic != "" {
+			key = eventKey(key[:0], seq)
+			if v, closer, err = snap.Get(key); err != nil {
+				return nil, fmt.Errorf("read event %d: %w", seq, err)
+			}
 		}
 		e, err := parseEvent(seq, v)
-		closer.Close()
+		if closer != nil {
+			closer.Close()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
