@@ -19,6 +19,10 @@ func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
 // created before the packed one.
 func WithTextKeys() Option { return func(o *options) { o.layout = layoutText } }
 
+// ForgetLayout deletes the layout record: stores written before there was a
+// choice of layout have none.
+func (s *Store) ForgetLayout() error { return s.db.Delete(metaLayout, pebbledb.Sync) }
+
 // TableBounds flushes the memtable, then returns the first and last key of
 // every table.
 func (s *Store) TableBounds() ([][2][]byte, error) {

@@ -209,9 +209,6 @@ func (s *Store) loadLayout(layout keyLayout) error {
 		layout = layoutText
 	}
 	s.layout = layout
-	if layout == layoutText && !hasKeys {
-		return nil // a test's stand-in for an older store: as they were, no record
-	}
 	if err := s.db.Set(metaLayout, []byte{byte(layout)}, pebbledb.Sync); err != nil {
 		return fmt.Errorf("write key layout: %w", err)
 	}

@@ -103,6 +103,13 @@ func TestOlderStoreKeepsTextKeys(t *testing.T) {
 			t.Fatalf("open: %v", err)
 		}
 		defer s.Close()
+		if len(opts) > 0 { // the older store: as those were, without a layout record
+			defer func() {
+				if err := s.ForgetLayout(); err != nil {
+					t.Fatalf("forget layout: %v", err)
+				}
+			}()
+		}
 		b := &process.Batch{}
 		for _, id := range ids {
 			b.Events = append(b.Events, ev(id))
