@@ -41,3 +41,20 @@ func (s *Store) TableBounds() ([][2][]byte, error) {
 	}
 	return out, nil
 }
+
+// WithFilterKeys sizes the dedup filter for at least n keys, so that tests
+// see it outgrown and rebuilt.
+func WithFilterKeys(n uint) Option { return func(o *options) { o.filterKeys = n } }
+
+// FilterReady reports whether lookups use a complete filter.
+func (s *Store) FilterReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filter.cur != nil && s.filter.next == nil
+}
+
+// FilterChecks is how many table filters the LSM has consulted.
+func (s *Store) FilterChecks() int64 {
+	m := s.db.Metrics().Filter
+	return m.Hits + m.Misses
+}

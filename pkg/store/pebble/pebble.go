@@ -30,13 +30,20 @@ import (
 type Store struct {
 	db        *pebbledb.DB
 	w         *groupcommit.Writer
+	log       *slog.Logger
 	closeOnce sync.Once
+
+	// The filter's builds, stopped by Close.
+	builds     sync.WaitGroup
+	buildCtx   context.Context
+	stopBuilds context.CancelFunc
 
 	// mu serialises the writers: group commits and retention.
 	mu       sync.Mutex
 	seq      uint64               // last seq handed out
 	layout   keyLayout            // of the dedup keys, fixed at creation
 	counters map[string]*counters // every topic's counters, as committed
+	filter   keyFilter            // of the dedup keys
 }
 
 // Option configures a Store.
@@ -46,6 +53,7 @@ type options struct {
 	sync          string
 	cacheBytes    int64
 	memtableBytes int64
+	filterKeys    uint // the fewest keys a filter is sized for
 	log           *slog.Logger
 	layout        keyLayout               // of a new store; tests create older ones
 	tune          func(*pebbledb.Options) // tests compare settings with it
@@ -83,7 +91,8 @@ var ErrClosed = groupcommit.ErrClosed
 
 // Open opens (creating when missing) the database in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes, layout: layoutPacked}
+	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes,
+		filterKeys: DefaultFilterKeys, layout: layoutPacked}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -131,7 +140,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
-	s := &Store{db: db, counters: map[string]*counters{}}
+	s := &Store{db: db, log: o.log, counters: map[string]*counters{}, filter: keyFilter{minKeys: o.filterKeys}}
 	if err := s.load(o.layout); err != nil {
 		db.Close()
 		return nil, err
@@ -140,6 +149,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
+	s.buildCtx, s.stopBuilds = context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.buildFilter()
+	s.mu.Unlock()
 	s.w = groupcommit.New(s.commitGroup)
 	return s, nil
 }
@@ -215,11 +228,14 @@ func (s *Store) loadLayout(layout keyLayout) error {
 	return nil
 }
 
-// Close commits the batches already queued, then closes the database.
+// Close commits the batches already queued, stops a filter build, then
+// closes the database.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.w.Close()
+		s.stopBuilds()
+		s.builds.Wait()
 		s.mu.Lock() // a retention batch in flight finishes first
 		defer s.mu.Unlock()
 		if cerr := s.db.Close(); cerr != nil {
@@ -335,14 +351,19 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 			c.Duplicates += int64(n)
 		}
 	}
+	added := make([][]byte, 0, len(all))
 	for _, sl := range all {
 		if seq := seqs[sl.batch][sl.index]; seq != 0 {
 			val = dedupValue(val[:0], seq)
 			if err := wb.Set(sl.key, val, nil); err != nil {
 				return nil, fmt.Errorf("persist: %w", err)
 			}
+			added = append(added, sl.key)
 		}
 	}
+	// Before the commit: a key of a commit that fails is a "maybe" the
+	// LSM answers.
+	s.filter.add(added)
 	for topic, c := range changed {
 		if err := wb.Set(counterKey(topic), c.value(), nil); err != nil {
 			return nil, fmt.Errorf("persist: %w", err)
@@ -360,6 +381,7 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 	for topic, c := range changed {
 		s.counters[topic] = c
 	}
+	s.buildFilter()
 	return outs, nil
 }
 
@@ -370,7 +392,8 @@ type slot struct {
 }
 
 // lookUp marks new the first slot of each key (slots sorted by key) that
-// the database does not hold. One iterator serves the whole group: a Get
+// the database does not hold: those the filter rules out, and those the LSM
+// does not find. One iterator serves the whole group: a Get
 // per key would set up an iterator over every level for each, and, like
 // every point lookup by default, skip the bloom filters of the last level,
 // the largest, reading one of its data blocks for each new key: with random
@@ -383,6 +406,10 @@ func (s *Store) lookUp(sorted []slot, outs []process.Persisted) error {
 	}
 	for j := range sorted {
 		if j > 0 && bytes.Equal(sorted[j].key, sorted[j-1].key) {
+			continue
+		}
+		if !s.filter.mayHold(sorted[j].key) {
+			outs[sorted[j].batch].New[sorted[j].index] = true
 			continue
 		}
 		// Every dedup key is its own prefix (no two share one), so a
