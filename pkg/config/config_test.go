@@ -44,6 +44,8 @@ func TestValidation(t *testing.T) {
 		{&ingestCLI{}, []string{"--rate-limit=-1"}, "--rate-limit"},
 		{&ingestCLI{}, []string{"--rate-limit=NaN"}, "--rate-limit"},
 		{&ingestCLI{}, []string{"--rate-burst=-1"}, "--rate-burst"},
+		{&aggregatorCLI{}, []string{"--pebble-filter-mb=-1"}, "--pebble-filter-mb"},
+		{&aggregatorCLI{}, []string{"--pebble-memtable-mb=0"}, "--pebble-memtable-mb"},
 	}
 	for _, c := range cases {
 		_, _, err := Parse(c.cli, c.args, "x", "", ":0", io.Discard, io.Discard)

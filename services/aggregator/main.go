@@ -181,7 +181,8 @@ func openStore(ctx context.Context, cfg *config.Aggregator, log *slog.Logger) (s
 	}
 	if cfg.Store == "pebble" {
 		return pebble.Open(ctx, filepath.Join(cfg.DataDir, pebbleDir), pebble.WithLogger(log), pebble.WithSync(cfg.Sync),
-			pebble.WithCache(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemtable(int64(cfg.PebbleMemtableMB)<<20))
+			pebble.WithCache(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemtable(int64(cfg.PebbleMemtableMB)<<20),
+			pebble.WithFilter(int64(cfg.PebbleFilterMB)<<20))
 	}
 	return sqlite.Open(ctx, filepath.Join(cfg.DataDir, sqliteFile), sqlite.WithSync(cfg.Sync),
 		sqlite.WithCache(int64(cfg.SQLiteCacheMB)<<20), sqlite.WithMmap(int64(cfg.SQLiteMmapMB)<<20))

@@ -69,13 +69,21 @@ func waitFilter(t *testing.T, s *pebble.Store) {
 
 // The filter never rules out a stored key: not while it is rebuilt under
 // concurrent writes (sized for 64 keys, it is outgrown and rebuilt over and
-// over), not while it is built after a restart, not once it is built.
+// over), not while it is built after a restart, not once it is built, and
+// not when it is full at its memory bound.
 func TestFilterKeepsEveryStoredKey(t *testing.T) {
+	t.Run("growing", func(t *testing.T) { testFilterKeepsEveryStoredKey(t, pebble.WithFilterKeys(64)) })
+	t.Run("full", func(t *testing.T) {
+		testFilterKeepsEveryStoredKey(t, pebble.WithFilterKeys(64), pebble.WithFilter(2<<10))
+	})
+}
+
+func testFilterKeepsEveryStoredKey(t *testing.T, opts ...pebble.Option) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	stored := uuidEvents(rng, 20_000)
-	s, err := pebble.Open(ctx, dir, pebble.WithFilterKeys(64))
+	s, err := pebble.Open(ctx, dir, opts...)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -89,7 +97,7 @@ func TestFilterKeepsEveryStoredKey(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 
-	s, err = pebble.Open(ctx, dir, pebble.WithFilterKeys(64))
+	s, err = pebble.Open(ctx, dir, opts...)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}

@@ -53,7 +53,8 @@ type options struct {
 	sync          string
 	cacheBytes    int64
 	memtableBytes int64
-	filterKeys    uint // the fewest keys a filter is sized for
+	filterBytes   int64 // the most memory of the dedup filter
+	filterKeys    uint  // the fewest keys it is sized for
 	log           *slog.Logger
 	layout        keyLayout               // of a new store; tests create older ones
 	tune          func(*pebbledb.Options) // tests compare settings with it
@@ -80,6 +81,10 @@ func WithCache(bytes int64) Option { return func(o *options) { o.cacheBytes = by
 // WithMemtable sets the size of a memtable, in bytes.
 func WithMemtable(bytes int64) Option { return func(o *options) { o.memtableBytes = bytes } }
 
+// WithFilter bounds the memory of the in-memory filter of dedup keys, in
+// bytes (0: no filter, every key is looked up in the LSM).
+func WithFilter(bytes int64) Option { return func(o *options) { o.filterBytes = bytes } }
+
 // WithLogger sends Pebble's own messages (recovery, background errors) to log.
 func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
 
@@ -92,15 +97,16 @@ var ErrClosed = groupcommit.ErrClosed
 // Open opens (creating when missing) the database in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes,
-		filterKeys: DefaultFilterKeys, layout: layoutPacked}
+		filterBytes: DefaultFilterBytes, filterKeys: DefaultFilterKeys, layout: layoutPacked}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.sync != "normal" && o.sync != "full" {
 		return nil, fmt.Errorf("pebble sync mode %q: want normal or full", o.sync)
 	}
-	if o.cacheBytes < 0 || o.memtableBytes < 1<<20 {
-		return nil, fmt.Errorf("pebble cache %d and memtable %d bytes: want >= 0 and >= 1 MiB", o.cacheBytes, o.memtableBytes)
+	if o.cacheBytes < 0 || o.memtableBytes < 1<<20 || o.filterBytes < 0 {
+		return nil, fmt.Errorf("pebble cache %d, memtable %d and filter %d bytes: want >= 0, >= 1 MiB and >= 0",
+			o.cacheBytes, o.memtableBytes, o.filterBytes)
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -140,7 +146,8 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble: %w", err)
 	}
-	s := &Store{db: db, log: o.log, counters: map[string]*counters{}, filter: keyFilter{minKeys: o.filterKeys}}
+	s := &Store{db: db, log: o.log, counters: map[string]*counters{},
+		filter: keyFilter{minKeys: o.filterKeys, maxKeys: filterKeys(o.filterBytes)}}
 	if err := s.load(o.layout); err != nil {
 		db.Close()
 		return nil, err
@@ -238,6 +245,7 @@ func (s *Store) Close() error {
 		s.builds.Wait()
 		s.mu.Lock() // a retention batch in flight finishes first
 		defer s.mu.Unlock()
+		s.filter.release()
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("close pebble: %w", cerr)
 		}

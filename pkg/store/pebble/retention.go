@@ -28,7 +28,7 @@ func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keep
 	defer it.Close()
 	wb := s.db.NewBatch()
 	defer wb.Close()
-	deleted := 0
+	deleted, keysDeleted := 0, 0
 	limitCutoff := cutoff.UnixMicro()
 	n := 0
 	for it.First(); it.Valid() && n < limit; it.Next() {
@@ -53,6 +53,7 @@ func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keep
 			err = errors.Join(wb.Set(dk, dedupValue(nil, 0), nil), wb.Set(keptKey(at, e.Topic, e.EventID), nil, nil))
 		} else {
 			err = wb.Delete(dk, nil)
+			keysDeleted++
 		}
 		if err = errors.Join(err, wb.Delete(ek, nil), wb.Delete(it.Key(), nil)); err != nil {
 			return 0, fmt.Errorf("expire events: %w", err)
@@ -78,6 +79,7 @@ func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keep
 		return 0, fmt.Errorf("expire events: commit: %w", err)
 	}
 	s.counters[topic] = &c
+	s.filter.deleted(keysDeleted)
 	return deleted, nil
 }
 
@@ -94,7 +96,7 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, e
 	defer it.Close()
 	wb := s.db.NewBatch()
 	defer wb.Close()
-	n := 0
+	n, keysDeleted := 0, 0
 	for it.First(); it.Valid() && n < limit; it.Next() {
 		r := reader{b: it.Key()[9:]}
 		topic := r.string()
@@ -113,6 +115,7 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, e
 			}
 			if seq == 0 {
 				err = wb.Delete(dk, nil)
+				keysDeleted++
 			}
 		case errors.Is(err, pebbledb.ErrNotFound):
 			err = nil
@@ -131,6 +134,7 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, e
 	if err := wb.Commit(pebbledb.Sync); err != nil {
 		return 0, fmt.Errorf("forget keys: commit: %w", err)
 	}
+	s.filter.deleted(keysDeleted)
 	return n, nil
 }
 
