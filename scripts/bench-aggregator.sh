@@ -10,10 +10,11 @@
 #      default settings; once the aggregator is idle again (its background
 #      work on the fill done), batched (random and ordered ids) and
 #      single-event open loop on top of it, then restart to ready.
-# Every publish prints the store size at its start (events and MiB on disk)
-# and the load average; every phase reports the aggregator's peak resident
-# memory (VmHWM: anonymous plus file-backed) and its resident memory at the
-# end; the publisher's peak comes from GNU time when installed.
+# Every publish prints the store size at its start (events and MiB on disk),
+# the load average and the aggregator's CPU time it took; every phase
+# reports the aggregator's peak resident memory (VmHWM: anonymous plus
+# file-backed) and its resident memory at the end; the publisher's peak
+# comes from GNU time when installed.
 # Usage: scripts/bench-aggregator.sh [events] [stored-for-restart]
 # AGGREGATOR_BIN benchmarks another aggregator build (to compare two, run the
 # script once with each, or see scripts/bench-ab.sh). STORE=pebble runs the
@@ -58,13 +59,19 @@ store() {
   echo "store at start: $(curl -fs "http://$addr/stats" | jq -r .unique_processed) events," \
     "$(du -sm "$dir" | cut -f1) MiB on disk; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+# cpu: the aggregator's CPU time so far, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 publish() { # publisher flags
   store
+  local c0
+  c0=$(cpu)
   if [[ -x /usr/bin/time ]]; then
     /usr/bin/time -f "publisher peak RSS: %M KiB" "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
   else
     "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
   fi
+  # Less sensitive than a rate to what else the machine runs meanwhile.
+  echo "aggregator CPU: $(echo "scale=2; ($(cpu) - $c0) / $(getconf CLK_TCK)" | bc) s"
 }
 # settle waits until the aggregator is idle (under 5% of a core for 2 s, at
 # most 2 minutes): the next phase measures a store holding the events, not
@@ -74,12 +81,12 @@ settle() {
   local tick t0 c0 a b
   tick=$(getconf CLK_TCK)
   t0=$(date +%s)
-  c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  c0=$(cpu)
   b=$c0
   while (($(date +%s) - t0 < 120)); do
     a=$b
     sleep 2
-    b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    b=$(cpu)
     (((b - a) * 100 < 2 * tick * 5)) && break
   done
   echo "settled after $(($(date +%s) - t0)) s (aggregator CPU meanwhile: $(echo "scale=2; ($b - $c0) / $tick" | bc) s)"

@@ -50,7 +50,7 @@ func WithFilterKeys(n uint) Option { return func(o *options) { o.filterKeys = n 
 func (s *Store) FilterReady() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.filter.cur != nil && s.filter.next == nil
+	return s.filter.ready
 }
 
 // FilterChecks is how many table filters the LSM has consulted.

@@ -24,19 +24,21 @@ import (
 // again once it is full, sized then for twice the keys stored, within its
 // memory bound. A full filter at that bound is rebuilt only when retention
 // has deleted half its keys; otherwise it fills further, and rules out fewer
-// new keys (84% at twice its keys, 32% at four times). Until a build ends
-// the store looks up every key in the LSM, so a restart does not wait for it.
+// new keys (84% at twice its keys, 32% at four times). While a build runs
+// the store looks up every key in the LSM, as it did before there was a
+// filter: a restart does not wait for it, and the old filter is gone before
+// the new one takes its memory.
 
 // filterFalsePositives is the share of new keys a full filter sends to the
 // LSM; it costs 9.6 bits a key.
 const filterFalsePositives = 0.01
 
 // Defaults of the filter's size: the fewest keys it is sized for, and the
-// most memory it takes (28 M keys at 1%; sized for twice the keys stored,
-// it reaches that at 14 M).
+// most memory it takes (14 M keys at 1%; sized for twice the keys stored,
+// it reaches that at 7 M).
 const (
 	DefaultFilterKeys  = 1 << 20
-	DefaultFilterBytes = 32 << 20
+	DefaultFilterBytes = 16 << 20
 )
 
 // filterKeys is how many keys a filter of that many bytes holds.
@@ -45,52 +47,35 @@ func filterKeys(bytes int64) uint {
 	return uint(float64(8*bytes) / bitsPerKey)
 }
 
-// keyFilter is the Store's filter and its next build; the writer's lock
-// (Store.mu) guards it.
+// keyFilter is the Store's filter. The writer's lock (Store.mu) guards it,
+// but for f's bits and keys while a build adds to them too (mu).
 type keyFilter struct {
-	cur      *bloom.BloomFilter // nil until the first build ends
-	freeCur  func()
-	keys     uint        // added to cur
-	gone     uint        // dedup keys deleted since cur was built
-	capacity uint        // keys cur was sized for
-	next     *nextFilter // being built, or nil
+	f        *bloom.BloomFilter // nil when there is none
+	free     func()             // unmaps f's bits
+	ready    bool               // f holds every stored key: its build has ended
+	building bool
+	mu       sync.Mutex
+	keys     uint // added to f (a key committed during a build may count twice)
+	gone     uint // dedup keys deleted since f was built
+	capacity uint // keys f was sized for
 	minKeys  uint
 	maxKeys  uint // 0: no filter
 }
 
-// nextFilter is a filter being built: the builder adds the keys it scans,
-// the writer those it commits meanwhile.
-type nextFilter struct {
-	mu       sync.Mutex
-	f        *bloom.BloomFilter
-	free     func()
-	keys     uint
-	capacity uint
-}
-
-func (nf *nextFilter) add(keys [][]byte) {
-	nf.mu.Lock()
-	defer nf.mu.Unlock()
-	for _, k := range keys {
-		nf.f.Add(k)
-	}
-	nf.keys += uint(len(keys))
-}
-
 // mayHold is false when key is certainly not stored.
-func (f *keyFilter) mayHold(key []byte) bool { return f.cur == nil || f.cur.Test(key) }
+func (f *keyFilter) mayHold(key []byte) bool { return !f.ready || f.f.Test(key) }
 
-// add records keys about to be committed.
+// add records keys: the writer's, before their commit, or a build's.
 func (f *keyFilter) add(keys [][]byte) {
-	if f.cur != nil {
-		for _, k := range keys {
-			f.cur.Add(k)
-		}
-		f.keys += uint(len(keys))
+	if f.f == nil {
+		return
 	}
-	if f.next != nil {
-		f.next.add(keys)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, k := range keys {
+		f.f.Add(k)
 	}
+	f.keys += uint(len(keys))
 }
 
 // deleted records dedup keys deleted (by retention): they stay in the
@@ -101,9 +86,9 @@ func (f *keyFilter) deleted(n int) { f.gone += uint(n) }
 // full and a new one would be larger, or would hold half the keys or fewer.
 func (f *keyFilter) wantBuild() bool {
 	switch {
-	case f.maxKeys == 0 || f.next != nil:
+	case f.maxKeys == 0 || f.building:
 		return false
-	case f.cur == nil:
+	case f.f == nil:
 		return true
 	case f.keys <= f.capacity:
 		return false
@@ -111,43 +96,32 @@ func (f *keyFilter) wantBuild() bool {
 	return f.capacity < f.maxKeys || 2*(f.keys-min(f.gone, f.keys)) <= f.capacity
 }
 
-// startBuild sizes the next filter for twice the keys stored. Its bits are
-// outside the Go heap (allocBits): the garbage collector would let the heap
-// grow by as much again as the filter.
-func (f *keyFilter) startBuild(stored uint) (*nextFilter, error) {
+// startBuild frees the filter and makes an empty one, sized for twice the
+// keys stored. Its bits are outside the Go heap (allocBits): the garbage
+// collector would let the heap grow by as much again as the filter.
+func (f *keyFilter) startBuild(stored uint) error {
+	f.release()
 	capacity := min(max(2*stored, f.minKeys), f.maxKeys)
 	m, k := bloom.EstimateParameters(capacity, filterFalsePositives)
 	bits, free, err := allocBits((m + 63) / 64)
 	if err != nil {
-		return nil, fmt.Errorf("dedup filter of %d bits: %w", m, err)
+		return fmt.Errorf("dedup filter of %d bits: %w", m, err)
 	}
-	f.next = &nextFilter{f: bloom.FromWithM(bits, m, k), free: free, capacity: capacity}
-	return f.next, nil
+	f.f, f.free, f.keys, f.gone, f.capacity, f.building = bloom.FromWithM(bits, m, k), free, 0, 0, capacity, true
+	return nil
 }
 
-// finish makes a complete build the filter, and frees the one it replaces.
-func (f *keyFilter) finish(nf *nextFilter) {
-	if f.cur != nil {
-		f.freeCur()
-	}
-	f.cur, f.freeCur, f.keys, f.gone, f.capacity, f.next = nf.f, nf.free, nf.keys, 0, nf.capacity, nil
-}
-
-// release frees the filter and an unfinished build (Close; the builder has
-// stopped).
+// release frees the filter (a new build, a failed one, Close).
 func (f *keyFilter) release() {
-	if f.cur != nil {
-		f.freeCur()
+	if f.f != nil {
+		f.free()
 	}
-	if f.next != nil {
-		f.next.free()
-	}
-	f.cur, f.next = nil, nil
+	f.f, f.free, f.ready, f.building = nil, nil, false, false
 }
 
-// buildFilter starts a build when the filter is missing or outgrown; s.mu is
-// held. The build's scan starts after the writer adds to it, so every key
-// is in one or the other.
+// buildFilter starts a build when the filter is missing or full; s.mu is
+// held. The build's scan starts after the writer adds to the new filter, so
+// every key is in one or the other.
 func (s *Store) buildFilter() {
 	if !s.filter.wantBuild() {
 		return
@@ -155,34 +129,34 @@ func (s *Store) buildFilter() {
 	// The keys stored: counted by the filter, or, before the first one,
 	// bounded by the events ever stored.
 	stored := s.filter.keys - min(s.filter.gone, s.filter.keys)
-	if s.filter.cur == nil {
+	if s.filter.f == nil {
 		for _, c := range s.counters {
 			stored += uint(c.Unique)
 		}
 	}
-	nf, err := s.filter.startBuild(stored)
-	if err != nil {
+	if err := s.filter.startBuild(stored); err != nil {
 		s.log.Error("no dedup filter: lookups go to the LSM", "err", err)
 		s.filter.maxKeys = 0
 		return
 	}
 	s.builds.Go(func() {
 		t0 := time.Now()
-		err := s.scanKeys(s.buildCtx, nf)
+		err := s.scanKeys(s.buildCtx)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {
-			// The next filter stays unfinished, so no build starts
-			// again: the store goes on with the filter it has, or
-			// with the LSM alone.
+			// No filter, and no build again: the store goes on with
+			// the LSM alone.
 			if !errors.Is(err, context.Canceled) {
 				s.log.Error("dedup filter not built: lookups go to the LSM", "err", err)
 			}
+			s.filter.release()
+			s.filter.maxKeys = 0
 			return
 		}
-		s.filter.finish(nf)
-		s.log.Debug("dedup filter built", "keys", nf.keys, "capacity", nf.capacity,
-			"bytes", nf.f.Cap()/8, "took", time.Since(t0))
+		s.filter.ready, s.filter.building = true, false
+		s.log.Debug("dedup filter built", "keys", s.filter.keys, "capacity", s.filter.capacity,
+			"bytes", s.filter.f.Cap()/8, "took", time.Since(t0))
 	})
 }
 
@@ -190,7 +164,7 @@ func (s *Store) buildFilter() {
 // an iterator of its own: an iterator keeps every memtable that existed at
 // its creation in memory until it closes, and a scan of millions of keys
 // outlasts several.
-func (s *Store) scanKeys(ctx context.Context, nf *nextFilter) error {
+func (s *Store) scanKeys(ctx context.Context) error {
 	from, end := []byte{prefixKey}, []byte{prefixKey + 1}
 	for from != nil {
 		if err := ctx.Err(); err != nil {
@@ -201,7 +175,7 @@ func (s *Store) scanKeys(ctx context.Context, nf *nextFilter) error {
 		if keys, from, err = s.scanChunk(from, end); err != nil {
 			return err
 		}
-		nf.add(keys)
+		s.filter.add(keys)
 	}
 	return nil
 }

@@ -61,12 +61,14 @@ type options struct {
 	fs            vfs.FS                  // tests count syncs with it
 }
 
-// Defaults of the memory settings: the block cache holds the dedup index's
-// hot blocks and filters; two memtables may be in memory at once (one being
-// flushed).
+// Defaults of the memory settings: two memtables may be in memory at once
+// (one being flushed), reserved in the block cache; the rest of it holds the
+// tables' index and filter blocks and hot data. With the dedup filter in
+// front, few lookups need the dedup index's blocks, and larger memtables
+// mean fewer flushes of random keys to compact.
 const (
 	DefaultCacheBytes    = 48 << 20
-	DefaultMemtableBytes = 12 << 20
+	DefaultMemtableBytes = 16 << 20
 )
 
 // WithSync sets when a commit returns: "normal" (the default) once its log
