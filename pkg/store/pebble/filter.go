@@ -128,8 +128,10 @@ func (s *Store) buildFilter() {
 	}
 	// The keys stored: counted by the filter, or, before the first one,
 	// bounded by the events ever stored.
-	stored := s.filter.keys - min(s.filter.gone, s.filter.keys)
-	if s.filter.f == nil {
+	var stored uint
+	if s.filter.f != nil {
+		stored = s.filter.keys - min(s.filter.gone, s.filter.keys)
+	} else {
 		for _, c := range s.counters {
 			stored += uint(c.Unique)
 		}
@@ -160,10 +162,10 @@ func (s *Store) buildFilter() {
 	})
 }
 
-// scanKeys adds every stored dedup key to nf, a chunk at a time, each from
-// an iterator of its own: an iterator keeps every memtable that existed at
-// its creation in memory until it closes, and a scan of millions of keys
-// outlasts several.
+// scanKeys adds every stored dedup key to the filter, a chunk at a time,
+// each from an iterator of its own: an iterator keeps every memtable that
+// existed at its creation in memory until it closes, and a scan of millions
+// of keys outlasts several.
 func (s *Store) scanKeys(ctx context.Context) error {
 	from, end := []byte{prefixKey}, []byte{prefixKey + 1}
 	for from != nil {
