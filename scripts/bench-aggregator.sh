@@ -10,6 +10,12 @@
 #      default settings; once the aggregator is idle again (its background
 #      work on the fill done), batched (random and ordered ids) and
 #      single-event open loop on top of it, then restart to ready.
+# Batched with random ids runs ROUNDS times (3 by default) on a new store and
+# as many times on the stored events (the first round on top of 5 M, the
+# next on 6 M, ...): a run of a million events lasts a few seconds, and one
+# such run moves by 10-20% from one to the next on this shared machine. The
+# last line compares the medians: how much slower, and how much more CPU,
+# with the events stored.
 # Every publish prints the store size at its start (events and MiB on disk),
 # the load average and the aggregator's CPU time it took; every phase
 # reports the aggregator's peak resident memory (VmHWM: anonymous plus
@@ -26,6 +32,7 @@ cd "$(dirname "$0")/.."
 events=${1:-1000000}
 stored=${2:-5000000}
 single=${SINGLE_EVENTS:-40000}
+rounds=${ROUNDS:-3}
 bin=${BIN_DIR:-.cache/bin} # BIN_DIR builds elsewhere
 work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -63,15 +70,19 @@ store() {
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 publish() { # publisher flags
   store
-  local c0
+  local c0 time=()
   c0=$(cpu)
-  if [[ -x /usr/bin/time ]]; then
-    /usr/bin/time -f "publisher peak RSS: %M KiB" "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
-  else
-    "$bin/publisher" --url "http://$addr" --json --no-progress "$@"
-  fi
+  [[ -x /usr/bin/time ]] && time=(/usr/bin/time -f "publisher peak RSS: %M KiB")
+  "${time[@]}" "$bin/publisher" --url "http://$addr" --json --no-progress "$@" | tee "$work/last.json"
   # Less sensitive than a rate to what else the machine runs meanwhile.
-  echo "aggregator CPU: $(echo "scale=2; ($(cpu) - $c0) / $(getconf CLK_TCK)" | bc) s"
+  echo "$(jq -r .events_per_second "$work/last.json") $(echo "scale=2; ($(cpu) - $c0) / $(getconf CLK_TCK)" | bc)" >"$work/last"
+  echo "aggregator CPU: $(cut -d' ' -f2 "$work/last") s"
+}
+# record keeps the last publish's rate and CPU time under a name.
+record() { cat "$work/last" >>"$work/$1"; }
+# median of column $2 of file $1.
+median() {
+  cut -d' ' -f"$2" "$1" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 # settle waits until the aggregator is idle (under 5% of a core for 2 s, at
 # most 2 minutes): the next phase measures a store holding the events, not
@@ -97,7 +108,14 @@ open_loop=(--events "$single" --duplicates 0 --batch 1 --ids uuid --open-loop --
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(go version | cut -d' ' -f3)"
 echo "aggregator: $aggregator, --store $store"
 
-for mode in uuid sequential large; do
+for ((i = 1; i <= rounds; i++)); do
+  start "$work/batched-uuid-$i"
+  echo "== batched, uuid ids (memory settings: default), round $i of $rounds: $events events, 1,000/request, 20% duplicates, 8 clients"
+  publish "${batched[@]}" --ids uuid
+  record fresh
+  stop
+done
+for mode in sequential large; do
   flags=()
   ids=$mode
   [[ $mode == large ]] && flags=("${large[@]}") && ids=uuid
@@ -120,10 +138,13 @@ echo "== $stored events stored (uuid ids) at the default settings, then restart 
 start "$work/restart"
 publish --events "$stored" --duplicates 0.2 --batch 1000 --concurrency 8 --ids uuid --no-verify >/dev/null
 settle
-for ids in uuid sequential; do
-  echo "== batched on top of the stored events, $ids ids: $events events"
-  publish "${batched[@]}" --ids "$ids"
+for ((i = 1; i <= rounds; i++)); do
+  echo "== batched on top of the stored events, uuid ids, round $i of $rounds: $events events"
+  publish "${batched[@]}" --ids uuid
+  record stored
 done
+echo "== batched on top of the stored events, sequential ids: $events events"
+publish "${batched[@]}" --ids sequential
 echo "== single-event on top of the stored events, uuid ids, open loop at 2,000 req/s"
 publish "${open_loop[@]}"
 stop
@@ -134,3 +155,8 @@ for i in 1 2 3; do
   echo "restart $i: $(echo "$t1 - $t0" | bc) s to ready"
   stop
 done
+fresh=$(printf %.0f "$(median "$work/fresh" 1)") full=$(printf %.0f "$(median "$work/stored" 1)")
+cpu0=$(median "$work/fresh" 2) cpu1=$(median "$work/stored" 2)
+echo "== batched, uuid ids, median of $rounds rounds: $fresh events/s on a new store, $full with $stored and more" \
+  "stored: $(echo "scale=1; 100 * ($fresh - $full) / $fresh" | bc)% slower; aggregator CPU a run $cpu0 s and" \
+  "$cpu1 s: $(echo "scale=1; 100 * ($cpu1 - $cpu0) / $cpu0" | bc)% more"

@@ -46,6 +46,10 @@ func (s *Store) TableBounds() ([][2][]byte, error) {
 // see it outgrown and rebuilt.
 func WithFilterKeys(n uint) Option { return func(o *options) { o.filterKeys = n } }
 
+// WithFilterGate makes each build of the dedup filter wait for a value
+// from gate before it scans the keys.
+func WithFilterGate(gate <-chan struct{}) Option { return func(o *options) { o.buildGate = gate } }
+
 // FilterReady reports whether lookups use a complete filter.
 func (s *Store) FilterReady() bool {
 	s.mu.Lock()

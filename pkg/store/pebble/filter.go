@@ -25,9 +25,12 @@ import (
 // memory bound. A full filter at that bound is rebuilt only when retention
 // has deleted half its keys; otherwise it fills further, and rules out fewer
 // new keys (84% at twice its keys, 32% at four times). While a build runs
-// the store looks up every key in the LSM, as it did before there was a
-// filter: a restart does not wait for it, and the old filter is gone before
-// the new one takes its memory.
+// the filter before it answers, over its size but still holding every key
+// (the writer adds to both), so the LSM does not take every lookup for the
+// seconds a scan of millions of keys lasts; the two are held together until
+// the build ends. Without one before it (the build at Open, a rebuild at
+// the bound), every key goes to the LSM until the build ends, as before
+// there was a filter, and a restart does not wait for it.
 
 // filterFalsePositives is the share of new keys a full filter sends to the
 // LSM; it costs 9.6 bits a key.
@@ -54,6 +57,8 @@ type keyFilter struct {
 	free     func()             // unmaps f's bits
 	ready    bool               // f holds every stored key: its build has ended
 	building bool
+	prev     *bloom.BloomFilter // while f is built: the filter before it, complete
+	freePrev func()
 	mu       sync.Mutex
 	keys     uint // added to f (a key committed during a build may count twice)
 	gone     uint // dedup keys deleted since f was built
@@ -63,10 +68,30 @@ type keyFilter struct {
 }
 
 // mayHold is false when key is certainly not stored.
-func (f *keyFilter) mayHold(key []byte) bool { return !f.ready || f.f.Test(key) }
+func (f *keyFilter) mayHold(key []byte) bool {
+	switch {
+	case f.ready:
+		return f.f.Test(key)
+	case f.prev != nil:
+		return f.prev.Test(key)
+	}
+	return true
+}
 
-// add records keys: the writer's, before their commit, or a build's.
+// add records the writer's keys, before their commit: in f, and in prev
+// while f is built.
 func (f *keyFilter) add(keys [][]byte) {
+	if f.prev != nil {
+		for _, k := range keys {
+			f.prev.Add(k)
+		}
+	}
+	f.addToNew(keys)
+}
+
+// addToNew records keys in f alone: a build's, from its scan, or the
+// writer's.
+func (f *keyFilter) addToNew(keys [][]byte) {
 	if f.f == nil {
 		return
 	}
@@ -96,27 +121,50 @@ func (f *keyFilter) wantBuild() bool {
 	return f.capacity < f.maxKeys || 2*(f.keys-min(f.gone, f.keys)) <= f.capacity
 }
 
-// startBuild frees the filter and makes an empty one, sized for twice the
-// keys stored. Its bits are outside the Go heap (allocBits): the garbage
-// collector would let the heap grow by as much again as the filter.
+// startBuild makes an empty filter, sized for twice the keys stored, and
+// keeps the one before as prev or frees it. Its bits are outside the Go
+// heap (allocBits): the garbage collector would let the heap grow by as
+// much again as the filter.
 func (f *keyFilter) startBuild(stored uint) error {
-	f.release()
+	// A build starts when none runs: f is complete, or there is none yet.
+	// It answers while its successor is built, unless it is over half the
+	// bound (a rebuild at the bound, after retention deleted keys): the
+	// two stay within one and a half times the bound.
+	if f.f != nil && f.capacity <= f.maxKeys/2 {
+		f.prev, f.freePrev = f.f, f.free
+	} else if f.f != nil {
+		f.free()
+	}
+	f.f, f.free, f.ready = nil, nil, false
 	capacity := min(max(2*stored, f.minKeys), f.maxKeys)
 	m, k := bloom.EstimateParameters(capacity, filterFalsePositives)
 	bits, free, err := allocBits((m + 63) / 64)
 	if err != nil {
+		f.release()
 		return fmt.Errorf("dedup filter of %d bits: %w", m, err)
 	}
 	f.f, f.free, f.keys, f.gone, f.capacity, f.building = bloom.FromWithM(bits, m, k), free, 0, 0, capacity, true
 	return nil
 }
 
-// release frees the filter (a new build, a failed one, Close).
+// release frees the filters (a failed build, Close): every key goes to the
+// LSM.
 func (f *keyFilter) release() {
 	if f.f != nil {
 		f.free()
 	}
-	f.f, f.free, f.ready, f.building = nil, nil, false, false
+	if f.prev != nil {
+		f.freePrev()
+	}
+	f.f, f.free, f.prev, f.freePrev, f.ready, f.building = nil, nil, nil, nil, false, false
+}
+
+// built makes the filter being built the one that answers.
+func (f *keyFilter) built() {
+	if f.prev != nil {
+		f.freePrev()
+	}
+	f.prev, f.freePrev, f.ready, f.building = nil, nil, true, false
 }
 
 // buildFilter starts a build when the filter is missing or full; s.mu is
@@ -142,6 +190,12 @@ func (s *Store) buildFilter() {
 		return
 	}
 	s.builds.Go(func() {
+		if s.buildGate != nil {
+			select {
+			case <-s.buildGate:
+			case <-s.buildCtx.Done():
+			}
+		}
 		t0 := time.Now()
 		err := s.scanKeys(s.buildCtx)
 		s.mu.Lock()
@@ -156,7 +210,7 @@ func (s *Store) buildFilter() {
 			s.filter.maxKeys = 0
 			return
 		}
-		s.filter.ready, s.filter.building = true, false
+		s.filter.built()
 		s.log.Debug("dedup filter built", "keys", s.filter.keys, "capacity", s.filter.capacity,
 			"bytes", s.filter.f.Cap()/8, "took", time.Since(t0))
 	})
@@ -177,7 +231,7 @@ func (s *Store) scanKeys(ctx context.Context) error {
 		if keys, from, err = s.scanChunk(from, end); err != nil {
 			return err
 		}
-		s.filter.add(keys)
+		s.filter.addToNew(keys)
 	}
 	return nil
 }

@@ -154,3 +154,65 @@ func TestFilterSparesTheLSM(t *testing.T) {
 		t.Errorf("1000 duplicates made the LSM check %d table filters, want one each at least", checks)
 	}
 }
+
+// While a full filter's successor is built, the full one still answers: new
+// keys keep away from the LSM, and keys committed meanwhile are in it, so
+// their duplicates are found. A filter over half its memory bound is freed
+// instead (the two would take more than one and a half times the bound),
+// and the LSM answers until the build ends.
+func TestFilterAnswersWhileItsSuccessorIsBuilt(t *testing.T) {
+	t.Run("kept", func(t *testing.T) { testFilterWhileRebuilt(t, true) })
+	// Sized for 1,000 keys, at a bound of about 1,700.
+	t.Run("over half the bound", func(t *testing.T) { testFilterWhileRebuilt(t, false, pebble.WithFilter(2<<10)) })
+}
+
+func testFilterWhileRebuilt(t *testing.T, kept bool, opts ...pebble.Option) {
+	gate := make(chan struct{}, 1)
+	gate <- struct{}{} // the build at Open
+	opts = append(opts, pebble.WithFilterKeys(1_000), pebble.WithFilterGate(gate))
+	s, err := pebble.Open(context.Background(), t.TempDir(), opts...)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rng := rand.New(rand.NewPCG(5, 6))
+	first := uuidEvents(rng, 900)
+	persistAll(t, s, first)
+	waitFilter(t, s)
+	outgrow := uuidEvents(rng, 200) // past the 1,000 keys it was sized for: a build starts, and waits
+	persistAll(t, s, outgrow)
+	if s.FilterReady() {
+		t.Fatal("the filter was not outgrown")
+	}
+	if _, err := s.TableBounds(); err != nil { // a flush: lookups now check a table's filter
+		t.Fatalf("flush: %v", err)
+	}
+
+	during := uuidEvents(rng, 1_000)
+	before := s.FilterChecks()
+	if n := persistAll(t, s, during); n != len(during) {
+		t.Fatalf("%d of %d new events stored as new", n, len(during))
+	}
+	switch checks := s.FilterChecks() - before; {
+	case kept && checks > 100:
+		t.Errorf("during the build, 1000 new keys made the LSM check %d table filters, want a few percent", checks)
+	case !kept && checks < 1_000:
+		t.Errorf("during the build, 1000 new keys made the LSM check %d table filters, want one each at least", checks)
+	}
+	for _, evs := range [][]event.Event{first, outgrow, during} {
+		if n := persistAll(t, s, evs); n != 0 {
+			t.Fatalf("during the build, %d of %d duplicates stored as new", n, len(evs))
+		}
+	}
+	if s.FilterReady() {
+		t.Fatal("the build did not wait")
+	}
+
+	gate <- struct{}{}
+	waitFilter(t, s)
+	for _, evs := range [][]event.Event{first, outgrow, during} {
+		if n := persistAll(t, s, evs); n != 0 {
+			t.Fatalf("after the build, %d of %d duplicates stored as new", n, len(evs))
+		}
+	}
+}
