@@ -196,8 +196,8 @@ func testFilterWhileRebuilt(t *testing.T, kept bool, opts ...pebble.Option) {
 	switch checks := s.FilterChecks() - before; {
 	case kept && checks > 100:
 		t.Errorf("during the build, 1000 new keys made the LSM check %d table filters, want a few percent", checks)
-	case !kept && checks < 1_000:
-		t.Errorf("during the build, 1000 new keys made the LSM check %d table filters, want one each at least", checks)
+	case !kept && checks < 900: // a key outside the table's bounds skips its filter
+		t.Errorf("during the build, 1000 new keys made the LSM check %d table filters, want about one each", checks)
 	}
 	for _, evs := range [][]event.Event{first, outgrow, during} {
 		if n := persistAll(t, s, evs); n != 0 {
