@@ -21,8 +21,8 @@ import (
 // not (deleted ones, those of a failed commit), never the other way round.
 //
 // The filter is built in the background from the stored keys: at Open, and
-// again once it is full, sized then for twice the keys stored, within its
-// memory bound. A full filter at that bound is rebuilt only when retention
+// again once it is full, sized then for twice the keys stored, or, past half
+// its memory bound, for the bound. A full filter at that bound is rebuilt only when retention
 // has deleted half its keys; otherwise it fills further, and rules out fewer
 // new keys (84% at twice its keys, 32% at four times). While a build runs
 // the filter before it answers, over its size but still holding every key
@@ -37,8 +37,9 @@ import (
 const filterFalsePositives = 0.01
 
 // Defaults of the filter's size: the fewest keys it is sized for, and the
-// most memory it takes (14 M keys at 1%; sized for twice the keys stored,
-// it reaches that at 7 M).
+// most memory it takes (14 M keys at 1%; sized for twice the keys stored
+// until that is over half of it, it is sized for all of it at the first
+// growth past 3.5 M stored).
 const (
 	DefaultFilterKeys  = 1 << 20
 	DefaultFilterBytes = 16 << 20
@@ -121,22 +122,28 @@ func (f *keyFilter) wantBuild() bool {
 	return f.capacity < f.maxKeys || 2*(f.keys-min(f.gone, f.keys)) <= f.capacity
 }
 
-// startBuild makes an empty filter, sized for twice the keys stored, and
-// keeps the one before as prev or frees it. Its bits are outside the Go
-// heap (allocBits): the garbage collector would let the heap grow by as
-// much again as the filter.
+// startBuild makes an empty filter, sized for twice the keys stored (or
+// the bound), and keeps the one before as prev or frees it. Its bits are
+// outside the Go heap (allocBits): the garbage collector would let the
+// heap grow by as much again as the filter.
 func (f *keyFilter) startBuild(stored uint) error {
 	// A build starts when none runs: f is complete, or there is none yet.
-	// It answers while its successor is built, unless it is over half the
-	// bound (a rebuild at the bound, after retention deleted keys): the
-	// two stay within one and a half times the bound.
+	// It answers while its successor is built, unless it is at the bound
+	// (rebuilt after retention deleted keys): the two stay within one and
+	// a half times the bound.
 	if f.f != nil && f.capacity <= f.maxKeys/2 {
 		f.prev, f.freePrev = f.f, f.free
 	} else if f.f != nil {
 		f.free()
 	}
 	f.f, f.free, f.ready = nil, nil, false
-	capacity := min(max(2*stored, f.minKeys), f.maxKeys)
+	capacity := max(2*stored, f.minKeys)
+	if capacity > f.maxKeys/2 {
+		// The last growth: past half the bound, the bound. A filter is
+		// then at most half the bound or at it, and the next growth
+		// never holds two larger than half.
+		capacity = f.maxKeys
+	}
 	m, k := bloom.EstimateParameters(capacity, filterFalsePositives)
 	bits, free, err := allocBits((m + 63) / 64)
 	if err != nil {
