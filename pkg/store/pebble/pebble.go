@@ -144,10 +144,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	// from L0 rewrites the base level's dedup keys whole (the event log's
 	// tables move down instead). A smaller base level (Pebble's is 64 MiB)
 	// and twice as many L0 sublevels before a compaction (Pebble's: 4) make
-	// those rewrites smaller and fewer: 12% less CPU a million events at 3-4
-	// M stored, in docs/benchmarks.md. The filter in memory spares most
-	// lookups the extra sublevels; writes still stop at the same distance
-	// above the threshold as Pebble's defaults (8 sublevels).
+	// those rewrites smaller and fewer: 12% less CPU a million events in
+	// process, fresh and at 3-4 M stored (docs/benchmarks.md). The filter
+	// in memory spares most lookups the extra sublevels; writes still stop
+	// at the same distance above the threshold as Pebble's defaults (8).
 	po.LBaseMaxBytes = 16 << 20
 	po.L0CompactionThreshold = 8
 	po.L0StopWritesThreshold = 16
