@@ -22,15 +22,15 @@ import (
 //
 // The filter is built in the background from the stored keys: at Open, and
 // again once it is full, sized then for twice the keys stored, or, past half
-// its memory bound, for the bound. A full filter at that bound is rebuilt only when retention
-// has deleted half its keys; otherwise it fills further, and rules out fewer
-// new keys (84% at twice its keys, 32% at four times). While a build runs
-// the filter before it answers, over its size but still holding every key
-// (the writer adds to both), so the LSM does not take every lookup for the
-// seconds a scan of millions of keys lasts; the two are held together until
-// the build ends. Without one before it (the build at Open, a rebuild at
-// the bound), every key goes to the LSM until the build ends, as before
-// there was a filter, and a restart does not wait for it.
+// its memory bound, for the bound. A full filter at that bound is rebuilt
+// only when retention has deleted half its keys; otherwise it fills further,
+// and rules out fewer new keys (84% at twice its keys, 32% at four times).
+// While a build runs the filter before it answers, over its size but still
+// holding every key (the writer adds to both), so the LSM does not take
+// every lookup for the seconds a scan of millions of keys lasts; the two are
+// held together until the build ends. Without one before it (the build at
+// Open, a rebuild at the bound), every key goes to the LSM until the build
+// ends, as before there was a filter, and a restart does not wait for it.
 
 // filterFalsePositives is the share of new keys a full filter sends to the
 // LSM; it costs 9.6 bits a key.
