@@ -9,8 +9,10 @@
 # A is the git revision given (default: main; "." is the working tree, to
 # compare settings of one build), B the working tree.
 # Usage: scripts/bench-ab.sh [rev] [events] [rounds]   (default main 500000 2)
-# Extra aggregator flags for both: AGGREGATOR_FLAGS="--sqlite-cache-mb 64";
-# for one side: FLAGS_A, FLAGS_B (FLAGS_B="--store pebble" compares engines).
+# Extra aggregator flags for both: AGGREGATOR_FLAGS="--store pebble" (a build
+# from before Pebble was the default for a new data directory runs SQLite
+# without it); for one side: FLAGS_A, FLAGS_B (FLAGS_A="--store sqlite"
+# compares engines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -13,7 +13,7 @@ type Memory struct {
 	PebbleMemtableMB int `name:"pebble-memtable-mb" env:"AGGREGATOR_PEBBLE_MEMTABLE_MB" default:"16" help:"Pebble store: size of one memtable in MiB; up to two are in memory, counted in the cache (--store pebble)."`
 	PebbleFilterMB   int `name:"pebble-filter-mb" env:"AGGREGATOR_PEBBLE_FILTER_MB" default:"16" help:"Pebble store: most memory, in MiB, of the in-memory filter that rules out new event keys before a lookup; 2.4 bytes per stored event up to that (0: no filter) (--store pebble)."`
 	HeapLimitMB      int `name:"heap-limit-mb" env:"AGGREGATOR_HEAP_LIMIT_MB" default:"128" help:"Soft limit of the Go heap in MiB when GOMEMLIMIT is not set (0: none); GOMEMLIMIT wins when set."`
-	ClaimCacheKeys   int `name:"claim-cache-keys" env:"AGGREGATOR_CLAIM_CACHE_KEYS" default:"65536" help:"Event keys the in-memory claimer remembers to drop duplicates without asking SQLite; older keys are still deduplicated by the store."`
+	ClaimCacheKeys   int `name:"claim-cache-keys" env:"AGGREGATOR_CLAIM_CACHE_KEYS" default:"65536" help:"Event keys the in-memory claimer remembers to drop duplicates without asking the store; older keys are still deduplicated by the store."`
 }
 
 func (c *Memory) validate() error {

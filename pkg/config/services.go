@@ -12,7 +12,7 @@ const (
 )
 
 // Aggregator is the all-in-one binary: ingest, processing and query in one
-// process over SQLite.
+// process over an embedded store.
 type Aggregator struct {
 	HTTP     `embed:""`
 	Limits   `embed:""`
@@ -20,7 +20,7 @@ type Aggregator struct {
 	Memory   `embed:""`
 	Shutdown `embed:""`
 	DataDir  string `name:"data-dir" env:"AGGREGATOR_DATA_DIR" default:"./data" help:"Directory of the store's files."`
-	Store    string `name:"store" env:"AGGREGATOR_STORE" default:"sqlite" enum:"sqlite,pebble" help:"Embedded store: sqlite (one file, events.db) or pebble (an LSM in pebble/, made for random-key ingest)."`
+	Store    string `name:"store" env:"AGGREGATOR_STORE" default:"auto" enum:"auto,sqlite,pebble" help:"Embedded store: auto (the engine of the store already in --data-dir; pebble for a new one), pebble (an LSM in pebble/, made for random-key ingest) or sqlite (one file, events.db)."`
 	Sync     string `name:"sync" env:"AGGREGATOR_SYNC" default:"normal" enum:"normal,full" help:"Durability of a commit: normal survives any process crash (kill -9); full also survives power loss, with a disk flush per commit."`
 
 	KeysFile  `embed:""`

@@ -34,8 +34,9 @@ type Sizer interface {
 
 // Options describe the binary the console runs in.
 type Options struct {
-	Mode  string // AllInOne or Distributed
-	Store Sizer
+	Mode   string // AllInOne or Distributed
+	Engine string // the store's engine: sqlite, pebble or postgres
+	Store  Sizer
 	// Retention is how long events are kept; 0 is forever.
 	Retention time.Duration
 	// RetentionTopics overrides Retention per topic.
@@ -78,6 +79,7 @@ func New(o Options) *Console {
 // Info is the body of GET /console/info.
 type Info struct {
 	Mode            string            `json:"mode"`
+	Engine          string            `json:"engine"`
 	Retention       string            `json:"retention"`
 	RetentionTopics map[string]string `json:"retention_topics"`
 	DedupWindow     string            `json:"dedup_window"`
@@ -106,6 +108,7 @@ func (c *Console) Info(w http.ResponseWriter, r *http.Request) {
 	g := auth.FromContext(r.Context())
 	info := Info{
 		Mode:            c.o.Mode,
+		Engine:          c.o.Engine,
 		Retention:       period(c.o.Retention),
 		RetentionTopics: map[string]string{},
 		DedupWindow:     period(c.o.DedupWindow),

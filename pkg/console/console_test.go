@@ -45,9 +45,9 @@ func info(t *testing.T, h http.Handler, key string) (int, console.Info) {
 }
 
 func TestInfoToday(t *testing.T) {
-	c := console.New(console.Options{Store: sizer{n: 12345}})
+	c := console.New(console.Options{Engine: "pebble", Store: sizer{n: 12345}})
 	code, got := info(t, http.HandlerFunc(c.Info), "")
-	want := console.Info{Mode: console.AllInOne, Retention: "forever", RetentionTopics: map[string]string{},
+	want := console.Info{Mode: console.AllInOne, Engine: "pebble", Retention: "forever", RetentionTopics: map[string]string{},
 		DedupWindow: "forever", StoreBytes: 12345}
 	if code != 200 || !reflect.DeepEqual(got, want) {
 		t.Errorf("%d %+v, want %+v", code, got, want)

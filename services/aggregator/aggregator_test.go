@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,6 +291,45 @@ func TestAPIKeysEndToEnd(t *testing.T) {
 			t.Errorf("%s without key: %v %v", open, resp, err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// TestAutoKeepsTheEngineOfTheDataDir: with --store auto (the default) a new
+// data directory gets Pebble, one that SQLite wrote stays SQLite with every
+// event it holds, and one holding both is refused rather than guessed.
+func TestAutoKeepsTheEngineOfTheDataDir(t *testing.T) {
+	fresh := t.TempDir()
+	c, stop := startInProcess(t, fresh)
+	c.mustPublish(ev("new", "e-1"))
+	stop()
+	if _, err := os.Stat(filepath.Join(fresh, "pebble")); err != nil {
+		t.Fatalf("a new data dir under auto: %v, want a pebble store", err)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "events.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a new data dir under auto: events.db %v, want none", err)
+	}
+
+	old := t.TempDir()
+	c, stop = startInProcess(t, old, "--store=sqlite")
+	c.mustPublish(ev("old", "e-1"))
+	stop()
+	c, stop = startInProcess(t, old)
+	// A duplicate only if the SQLite store, not a new one, was opened.
+	c.mustPublish(ev("old", "e-1"))
+	if s := c.stats(); s.Unique != 1 || s.Duplicates != 1 {
+		t.Fatalf("auto on a sqlite data dir: %+v, want its one event and the copy dropped", s)
+	}
+	stop()
+	if _, err := os.Stat(filepath.Join(old, "pebble")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("auto on a sqlite data dir: pebble/ %v, want none", err)
+	}
+
+	if err := os.Mkdir(filepath.Join(old, "pebble"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	err := run(t.Context(), []string{"--addr", "127.0.0.1:0", "--data-dir", old}, io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "each engine") {
+		t.Fatalf("auto on a data dir with both engines' files: %v, want a refusal", err)
 	}
 }
 

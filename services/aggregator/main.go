@@ -1,5 +1,6 @@
 // Command aggregator is the all-in-one Event Aggregator: the publish handler,
-// the processing core and the read handlers in one process over SQLite.
+// the processing core and the read handlers in one process over an embedded
+// store (Pebble or SQLite).
 package main
 
 import (
@@ -55,7 +56,7 @@ type cli struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(net.Addr)) error {
 	var c cli
 	cmd, done, err := config.Parse(&c, args, "aggregator",
-		"All-in-one Event Aggregator: publish, dedup and query events in one process over SQLite.",
+		"All-in-one Event Aggregator: publish, dedup and query events in one process over an embedded store.",
 		config.AggregatorAddr, stdout, stderr)
 	if err != nil || done {
 		return err
@@ -68,11 +69,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 
 func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready func(net.Addr)) (err error) {
 	started := time.Now()
+	engine, err := storeEngine(cfg.DataDir, cfg.Store)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
 	// The Go heap's share of the memory bound; GOMEMLIMIT, when set, is the
 	// operator's and wins.
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.HeapLimitMB > 0 {
 		limit := cfg.HeapLimitMB
-		if cfg.Store == "pebble" {
+		if engine == pebbleEngine {
 			// A static build (CGO_ENABLED=0) allocates Pebble's block cache on
 			// the Go heap; it has its own bound, so the heap gets that much more.
 			limit += cfg.PebbleCacheMB
@@ -86,7 +91,7 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// Last: the spans of the final commits are flushed too.
 	defer func() { err = errors.Join(err, tracing.Close()) }()
 
-	store, err := openStore(ctx, cfg, log)
+	store, err := openStore(ctx, engine, cfg, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -123,14 +128,14 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 		Query: query.New(store, started, log,
 			query.WithRetention(policy), query.WithSize(store.Size)),
 		Ready: health.Ready(2*time.Second, map[string]health.Check{
-			cfg.Store:  store.Ping,
+			engine:     store.Ping,
 			"shutdown": drain.Check,
 		}),
 		Metrics: metrics.Handler(),
 		Keys:    keys,
-		// SQLite's unique key is the judge of duplicates, so the window is
-		// the store's lifetime whatever the claimer's cache remembers.
-		Console: console.New(console.Options{Mode: console.AllInOne, Store: store,
+		// The store's unique key is the judge of duplicates, so the window
+		// is the store's lifetime whatever the claimer's cache remembers.
+		Console: console.New(console.Options{Mode: console.AllInOne, Engine: engine, Store: store,
 			Retention: policy.Default, RetentionTopics: policy.Topics, DedupWindow: policy.DedupWindow, Log: log}),
 		Wrap: telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),
 	})
@@ -159,27 +164,57 @@ type store interface {
 	Close() error
 }
 
-// Where each engine keeps its data, under the data directory.
+// The embedded engines, as --store names them, and where each keeps its
+// data under the data directory.
 const (
-	sqliteFile = "events.db"
-	pebbleDir  = "pebble"
+	sqliteEngine = "sqlite"
+	pebbleEngine = "pebble"
+	sqliteFile   = "events.db"
+	pebbleDir    = "pebble"
 )
 
-// openStore opens the configured engine. It refuses a data directory that
-// holds the other engine's data: starting empty beside it would look like
-// every stored event had been lost.
-func openStore(ctx context.Context, cfg *config.Aggregator, log *slog.Logger) (store, error) {
-	mine, other := sqliteFile, pebbleDir
-	if cfg.Store == "pebble" {
-		mine, other = pebbleDir, sqliteFile
-	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, mine)); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(filepath.Join(cfg.DataDir, other)); err == nil {
-			return nil, fmt.Errorf("%s holds a store of the other engine (%s), not one of --store %s: "+
-				"choose that engine or another data directory", cfg.DataDir, other, cfg.Store)
+// storeEngine is the engine to open in dataDir. auto takes the engine of the
+// store already there, and Pebble (the faster on random ids) for a new one,
+// so a data directory written before Pebble was the default stays SQLite.
+// A named engine is refused on a directory holding only the other's data:
+// starting empty beside it would look like every stored event had been lost.
+func storeEngine(dataDir, want string) (string, error) {
+	holds := func(name string) (bool, error) {
+		_, err := os.Stat(filepath.Join(dataDir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
 		}
+		if err != nil {
+			return false, fmt.Errorf("look for a store in %s: %w", dataDir, err)
+		}
+		return true, nil
 	}
-	if cfg.Store == "pebble" {
+	sqliteThere, err := holds(sqliteFile)
+	if err != nil {
+		return "", err
+	}
+	pebbleThere, err := holds(pebbleDir)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case want == "auto" && sqliteThere && pebbleThere:
+		return "", fmt.Errorf("%s holds a store of each engine (%s and %s/): choose one with --store", dataDir, sqliteFile, pebbleDir)
+	case want == "auto" && sqliteThere:
+		return sqliteEngine, nil
+	case want == "auto":
+		return pebbleEngine, nil
+	case want == sqliteEngine && !sqliteThere && pebbleThere, want == pebbleEngine && !pebbleThere && sqliteThere:
+		return "", fmt.Errorf("%s holds a store of the other engine, not one of --store %s: "+
+			"choose that engine (or auto) or another data directory", dataDir, want)
+	}
+	return want, nil
+}
+
+// openStore opens the engine that storeEngine chose.
+func openStore(ctx context.Context, engine string, cfg *config.Aggregator, log *slog.Logger) (store, error) {
+	log.Info("store", "engine", engine, "data_dir", cfg.DataDir)
+	if engine == pebbleEngine {
 		return pebble.Open(ctx, filepath.Join(cfg.DataDir, pebbleDir), pebble.WithLogger(log), pebble.WithSync(cfg.Sync),
 			pebble.WithCache(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemtable(int64(cfg.PebbleMemtableMB)<<20),
 			pebble.WithFilter(int64(cfg.PebbleFilterMB)<<20))

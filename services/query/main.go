@@ -112,7 +112,7 @@ func serve(ctx context.Context, cfg *config.Query, logw io.Writer) (err error) {
 		Keys:    keys,
 		// Postgres' unique key judges duplicates for as long as rows are
 		// kept; Redis only remembers recent keys to spare it work.
-		Console: console.New(console.Options{Mode: console.Distributed, Store: store,
+		Console: console.New(console.Options{Mode: console.Distributed, Engine: "postgres", Store: store,
 			Retention: policy.Default, RetentionTopics: policy.Topics, DedupWindow: policy.DedupWindow,
 			WorkerMetrics: cfg.WorkerMetricsURLs, Log: log}),
 		Wrap: telemetry.HTTPMiddleware(metrics, tracing.Provider, tracing.Propagator),

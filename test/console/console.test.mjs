@@ -142,7 +142,8 @@ test('the console shows what /stats says, pages every event once, and logs no er
   const errors = watch(page);
   await page.goto(server.url + '/');
   await page.waitForFunction(() => document.getElementById('received').dataset.value === '0', null, WAIT);
-  assert.match(await page.textContent('#mode'), /All-in-one/);
+  // A new data directory gets the default engine.
+  assert.equal(await page.textContent('#mode'), 'All-in-one (Pebble)');
 
   await call(server, 'POST', '/publish', [...ORDERS, ...CLICKS]);
   await call(server, 'POST', '/publish', AGAIN);

@@ -16,6 +16,7 @@ import (
 // consoleInfo is GET /console/info of the query service.
 type consoleInfo struct {
 	Mode        string `json:"mode"`
+	Engine      string `json:"engine"`
 	Retention   string `json:"retention"`
 	DedupWindow string `json:"dedup_window"`
 	StoreBytes  int64  `json:"store_bytes"`
@@ -95,7 +96,7 @@ func TestConsoleDistributed(t *testing.T) {
 	if !ok {
 		t.Fatalf("the console never showed the lag of %d partitions at 0: %s", partitions, last)
 	}
-	if info.Mode != "distributed" || info.Retention != "forever" || info.DedupWindow != "forever" || info.StoreBytes <= 0 {
+	if info.Mode != "distributed" || info.Engine != "postgres" || info.Retention != "forever" || info.DedupWindow != "forever" || info.StoreBytes <= 0 {
 		t.Errorf("info %+v", info)
 	}
 	// Every figure comes from one of the workers (which of them owns which

@@ -1,7 +1,7 @@
 // Package local is the in-process bus of the all-in-one mode: a published
 // request is processed at once, in the request's own goroutine, so decoding,
-// claiming and counting run on every core; the SQLite store then groups the
-// concurrent commits into one transaction.
+// claiming and counting run on every core; the embedded store then groups
+// the concurrent commits into one transaction.
 package local
 
 import (

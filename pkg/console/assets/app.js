@@ -242,7 +242,8 @@
   }
 
   function renderInfo(info) {
-    setText('mode', info.mode === 'distributed' ? 'Distributed mode (Postgres)' : 'All-in-one (SQLite)');
+    const engine = { sqlite: 'SQLite', pebble: 'Pebble', postgres: 'Postgres' }[info.engine] || info.engine;
+    setText('mode', (info.mode === 'distributed' ? 'Distributed mode' : 'All-in-one') + ' (' + engine + ')');
     setText('retention', info.retention === 'forever' ? 'Forever (nothing is deleted)' : period(info.retention));
     setText('dedup-window', period(info.dedup_window));
     const size = $('store-size');
