@@ -117,7 +117,7 @@ func contractServer(t *testing.T) http.Handler {
 		Ready:   ok,
 		Metrics: metrics,
 		Keys:    k,
-		Console: console.New(console.Options{Store: store, Retention: 48 * time.Hour,
+		Console: console.New(console.Options{Engine: "sqlite", Store: store, Retention: 48 * time.Hour,
 			RetentionTopics: map[string]time.Duration{"orders.eu": time.Hour, "clicks": 2 * time.Hour}}),
 	}))
 }
