@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -341,6 +342,11 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 		return c
 	}
 	seqs := make([][]uint64, len(group))
+	// A batch enters the memtable in its order, each insert starting from
+	// where the one before ended; so each kind of record goes in key order
+	// rather than interleaved: the log as numbered, then the topic index
+	// topic by topic, then the dedup keys as sorted.
+	topicSeqs := map[string][]uint64{}
 	var key, val []byte
 	for gi, b := range group {
 		seqs[gi] = make([]uint64, len(b.Events))
@@ -360,15 +366,25 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 			if err := wb.Set(key, val, nil); err != nil {
 				return nil, fmt.Errorf("persist: %w", err)
 			}
-			key = topicKey(key[:0], e.Topic, seq)
-			if err := wb.Set(key, nil, nil); err != nil {
-				return nil, fmt.Errorf("persist: %w", err)
-			}
+			topicSeqs[e.Topic] = append(topicSeqs[e.Topic], seq)
 		}
 		for topic, n := range b.Dropped {
 			c := count(topic)
 			c.Received += int64(n)
 			c.Duplicates += int64(n)
+		}
+	}
+	// In the order of their keys (a topic's length comes first); a group
+	// holds few topics.
+	topics := slices.SortedFunc(maps.Keys(topicSeqs), func(a, b string) int {
+		return bytes.Compare(topicPrefix(nil, a), topicPrefix(nil, b))
+	})
+	for _, topic := range topics {
+		for _, seq := range topicSeqs[topic] {
+			key = topicKey(key[:0], topic, seq)
+			if err := wb.Set(key, nil, nil); err != nil {
+				return nil, fmt.Errorf("persist: %w", err)
+			}
 		}
 	}
 	added := make([][]byte, 0, len(all))
