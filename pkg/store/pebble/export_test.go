@@ -19,6 +19,14 @@ func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
 // created before the packed one.
 func WithTextKeys() Option { return func(o *options) { o.layout = layoutText } }
 
+// WithPackedKeys creates a store in the packed key layout without buckets,
+// as stores were created before buckets.
+func WithPackedKeys() Option { return func(o *options) { o.layout = layoutPacked } }
+
+// WithBucketBits creates a store whose buckets span 1<<bits seqs, so that
+// tests fill many.
+func WithBucketBits(bits uint8) Option { return func(o *options) { o.bucketBits = buckets(bits) } }
+
 // ForgetLayout deletes the layout record: stores written before there was a
 // choice of layout have none.
 func (s *Store) ForgetLayout() error { return s.db.Delete(metaLayout, pebbledb.Sync) }

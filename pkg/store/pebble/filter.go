@@ -257,7 +257,7 @@ func (s *Store) scanChunk(from, end []byte) (keys [][]byte, next []byte, err err
 			break
 		}
 		start := len(buf)
-		buf = append(buf, it.Key()...)
+		buf = s.buckets.idKey(buf, it.Key())
 		keys = append(keys, buf[start:len(buf):len(buf)])
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {

@@ -19,12 +19,15 @@ import (
 // Strings inside keys are length-prefixed (uvarint), so no topic or event id,
 // whatever bytes it holds, can make two keys collide or sort into another's
 // range.
+//
+// In a store of layoutBuckets, the dedup keys and the topic index are split
+// further, by seq, into buckets (buckets): see there.
 const (
-	prefixKey     = 'k' // k topic id -> seq of the event, 0 when deleted with its key kept
+	prefixKey     = 'k' // k [bucket] topic id -> seq of the event, 0 when deleted with its key kept
 	prefixEvent   = 'e' // e seq -> the event
-	prefixTopic   = 't' // t topic seq -> nothing: the events of one topic in order
+	prefixTopic   = 't' // t [bucket] topic seq -> nothing: the events of one topic in order
 	prefixCounter = 'c' // c topic -> received, unique, duplicate, deleted
-	prefixKept    = 'x' // x stored-at topic id -> nothing: kept keys by age, for Forget
+	prefixKept    = 'x' // x stored-at topic id -> seq: kept keys by age, for Forget
 	prefixMeta    = 'm' // m name -> value
 )
 
@@ -57,7 +60,49 @@ const (
 	// where an LSM spends its compactions on random keys: such a key is 20
 	// bytes instead of 46.
 	layoutPacked keyLayout = 2
+	// layoutBuckets packs ids as layoutPacked does, and puts the dedup keys
+	// and the topic index into buckets of seqs (buckets).
+	layoutBuckets keyLayout = 3
 )
+
+// buckets is how many low bits of a seq a bucket spans, 0 for a store
+// without buckets (a layout before layoutBuckets). A bucket's number,
+// seq>>bits as 4 bytes, follows the prefix of a dedup key or topic index
+// entry, so new keys, all in the newest bucket, never overlap the tables of
+// older buckets: a compaction moves those down the levels and rewrites only
+// the newest bucket's keys, where without buckets every compaction of
+// random dedup keys (and of the topic index, one range a topic) rewrites
+// every older key in the levels it joins. The price is in lookups: a key
+// the filter cannot rule out is looked for in each bucket, newest first,
+// until found.
+type buckets uint8
+
+// DefaultBucketBits: 262,144 seqs a bucket, about 7 MB of dedup keys.
+const DefaultBucketBits = 18
+
+// of is the bucket of seq.
+func (bk buckets) of(seq uint64) uint32 { return uint32(seq >> bk) }
+
+// dedupKey is where the dedup key k (keyLayout.dedupKey) is stored in
+// bucket: k itself in a store without buckets.
+func (bk buckets) dedupKey(b, k []byte, bucket uint32) []byte {
+	if bk == 0 {
+		return append(b, k...)
+	}
+	b = binary.BigEndian.AppendUint32(append(b, prefixKey), bucket)
+	return append(b, k[1:]...)
+}
+
+// idKey is the dedup key (keyLayout.dedupKey) of a stored one.
+func (bk buckets) idKey(b, stored []byte) []byte {
+	if bk == 0 {
+		return append(b, stored...)
+	}
+	return append(append(b, stored[0]), stored[5:]...)
+}
+
+// bucketOf is the bucket of a stored dedup key or topic index entry.
+func bucketOf(stored []byte) uint32 { return binary.BigEndian.Uint32(stored[1:5]) }
 
 const (
 	tagUUID = 0x00
@@ -68,7 +113,7 @@ const (
 func (l keyLayout) dedupKey(b []byte, topic, id string) []byte {
 	b = append(b, prefixKey)
 	b = appendString(b, topic)
-	if l == layoutPacked {
+	if l != layoutText {
 		if u, ok := packUUID(id); ok {
 			return append(append(b, tagUUID), u[:]...)
 		}
@@ -114,10 +159,17 @@ func unhex(c byte) byte {
 
 func eventKey(b []byte, seq uint64) []byte { return appendSeq(append(b, prefixEvent), seq) }
 
-func topicPrefix(b []byte, topic string) []byte { return appendString(append(b, prefixTopic), topic) }
+// topicPrefix starts every topic index entry of topic in bucket.
+func (bk buckets) topicPrefix(b []byte, bucket uint32, topic string) []byte {
+	b = append(b, prefixTopic)
+	if bk != 0 {
+		b = binary.BigEndian.AppendUint32(b, bucket)
+	}
+	return appendString(b, topic)
+}
 
-func topicKey(b []byte, topic string, seq uint64) []byte {
-	return appendSeq(topicPrefix(b, topic), seq)
+func (bk buckets) topicKey(b []byte, topic string, seq uint64) []byte {
+	return appendSeq(bk.topicPrefix(b, bk.of(seq), topic), seq)
 }
 
 func counterKey(topic string) []byte { return append([]byte{prefixCounter}, topic...) }

@@ -11,9 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"sync"
@@ -44,6 +44,9 @@ type Store struct {
 	mu       sync.Mutex
 	seq      uint64               // last seq handed out
 	layout   keyLayout            // of the dedup keys, fixed at creation
+	buckets  buckets              // of the dedup keys and topic index, fixed at creation
+	oldest   uint32               // the oldest bucket that may hold a dedup key
+	hint     uint32               // the older bucket where the last lookups found most keys
 	counters map[string]*counters // every topic's counters, as committed
 	filter   keyFilter            // of the dedup keys
 }
@@ -59,6 +62,7 @@ type options struct {
 	filterKeys    uint  // the fewest keys it is sized for
 	log           *slog.Logger
 	layout        keyLayout               // of a new store; tests create older ones
+	bucketBits    buckets                 // of a new store of layoutBuckets; tests make them small
 	tune          func(*pebbledb.Options) // tests compare settings with it
 	fs            vfs.FS                  // tests count syncs with it
 	buildGate     <-chan struct{}         // tests hold the filter's builds with it
@@ -102,7 +106,8 @@ var ErrClosed = groupcommit.ErrClosed
 // Open opens (creating when missing) the database in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	o := options{sync: "normal", cacheBytes: DefaultCacheBytes, memtableBytes: DefaultMemtableBytes,
-		filterBytes: DefaultFilterBytes, filterKeys: DefaultFilterKeys, layout: layoutPacked}
+		filterBytes: DefaultFilterBytes, filterKeys: DefaultFilterKeys, layout: layoutBuckets,
+		bucketBits: DefaultBucketBits}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -161,7 +166,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{db: db, log: o.log, counters: map[string]*counters{}, buildGate: o.buildGate,
 		filter: keyFilter{minKeys: o.filterKeys, maxKeys: filterKeys(o.filterBytes)}}
-	if err := s.load(o.layout); err != nil {
+	if err := s.load(o.layout, o.bucketBits); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -179,8 +184,8 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 
 // load reads the key layout, the last seq and the counters. A new store
 // gets the layout asked for.
-func (s *Store) load(layout keyLayout) error {
-	if err := s.loadLayout(layout); err != nil {
+func (s *Store) load(layout keyLayout, bits buckets) error {
+	if err := s.loadLayout(layout, bits); err != nil {
 		return err
 	}
 	v, closer, err := s.db.Get(metaSeq)
@@ -211,17 +216,43 @@ func (s *Store) load(layout keyLayout) error {
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("read counters: %w", err)
 	}
+	return s.findOldestBucket()
+}
+
+// findOldestBucket finds the bucket of the first dedup key; a store without
+// any has none before the bucket of its next seq. Keys are written into the
+// newest bucket only, so no bucket before it ever holds one again.
+func (s *Store) findOldestBucket() error {
+	if s.buckets == 0 {
+		return nil
+	}
+	it, err := s.db.NewIter(prefixBounds([]byte{prefixKey}))
+	if err != nil {
+		return fmt.Errorf("read the first dedup key: %w", err)
+	}
+	s.oldest = s.buckets.of(s.seq)
+	if it.First() {
+		s.oldest = bucketOf(it.Key())
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("read the first dedup key: %w", err)
+	}
 	return nil
 }
 
-// loadLayout reads the store's key layout. A store without the record is
-// new, or was written before the packed layout: it has dedup keys then,
-// and they are text.
-func (s *Store) loadLayout(layout keyLayout) error {
+// loadLayout reads the store's key layout: one byte, and the bits of its
+// buckets for layoutBuckets. A store without the record is new, or was
+// written before the packed layout: it has dedup keys then, and they are
+// text.
+func (s *Store) loadLayout(layout keyLayout, bits buckets) error {
 	v, closer, err := s.db.Get(metaLayout)
 	if err == nil {
 		defer closer.Close()
-		if len(v) != 1 || (keyLayout(v[0]) != layoutText && keyLayout(v[0]) != layoutPacked) {
+		switch {
+		case len(v) == 1 && (keyLayout(v[0]) == layoutText || keyLayout(v[0]) == layoutPacked):
+		case len(v) == 2 && keyLayout(v[0]) == layoutBuckets && v[1] > 0 && v[1] <= 40:
+			s.buckets = buckets(v[1])
+		default:
 			return fmt.Errorf("read key layout %x: %w", v, errCorrupt)
 		}
 		s.layout = keyLayout(v[0])
@@ -238,11 +269,16 @@ func (s *Store) loadLayout(layout keyLayout) error {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("read key layout: %w", err)
 	}
-	if hasKeys {
-		layout = layoutText
+	record := []byte{byte(layout)}
+	switch {
+	case hasKeys:
+		layout, record = layoutText, []byte{byte(layoutText)}
+	case layout == layoutBuckets:
+		s.buckets = bits
+		record = append(record, byte(bits))
 	}
 	s.layout = layout
-	if err := s.db.Set(metaLayout, []byte{byte(layout)}, pebbledb.Sync); err != nil {
+	if err := s.db.Set(metaLayout, record, pebbledb.Sync); err != nil {
 		return fmt.Errorf("write key layout: %w", err)
 	}
 	return nil
@@ -377,11 +413,11 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 	// In the order of their keys (a topic's length comes first); a group
 	// holds few topics.
 	topics := slices.SortedFunc(maps.Keys(topicSeqs), func(a, b string) int {
-		return bytes.Compare(topicPrefix(nil, a), topicPrefix(nil, b))
+		return bytes.Compare(appendString(nil, a), appendString(nil, b))
 	})
 	for _, topic := range topics {
 		for _, seq := range topicSeqs[topic] {
-			key = topicKey(key[:0], topic, seq)
+			key = s.buckets.topicKey(key[:0], topic, seq)
 			if err := wb.Set(key, nil, nil); err != nil {
 				return nil, fmt.Errorf("persist: %w", err)
 			}
@@ -390,8 +426,9 @@ func (s *Store) commitGroup(group []*process.Batch) ([]process.Persisted, error)
 	added := make([][]byte, 0, len(all))
 	for _, sl := range all {
 		if seq := seqs[sl.batch][sl.index]; seq != 0 {
+			key = s.buckets.dedupKey(key[:0], sl.key, s.buckets.of(seq))
 			val = dedupValue(val[:0], seq)
-			if err := wb.Set(sl.key, val, nil); err != nil {
+			if err := wb.Set(key, val, nil); err != nil {
 				return nil, fmt.Errorf("persist: %w", err)
 			}
 			added = append(added, sl.key)
@@ -434,24 +471,69 @@ type slot struct {
 // every point lookup by default, skip the bloom filters of the last level,
 // the largest, reading one of its data blocks for each new key: with random
 // keys, a block the cache rarely holds once the store outgrows it.
+//
+// With buckets, the keys the filter leaves are looked for one bucket at a
+// time, each bucket in key order, until every key is found or every bucket
+// is done: first the newest, where the copies of recent events are, then
+// the older bucket where the group before found most (a replay of old
+// events goes on where it was), then the others, newest first.
 func (s *Store) lookUp(sorted []slot, outs []process.Persisted) error {
 	it, err := s.db.NewIter(&pebbledb.IterOptions{UseL6Filters: true,
 		LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
 	if err != nil {
 		return fmt.Errorf("look up keys: %w", err)
 	}
+	var maybe []int // slots left to look for
 	for j := range sorted {
 		if j > 0 && bytes.Equal(sorted[j].key, sorted[j-1].key) {
 			continue
 		}
-		if !s.filter.mayHold(sorted[j].key) {
+		switch {
+		case !s.filter.mayHold(sorted[j].key):
 			outs[sorted[j].batch].New[sorted[j].index] = true
-			continue
+		case s.buckets == 0:
+			// Every dedup key is its own prefix (no two share one), so
+			// a prefix seek finds exactly the key or nothing.
+			outs[sorted[j].batch].New[sorted[j].index] = !it.SeekPrefixGE(sorted[j].key)
+		default:
+			maybe = append(maybe, j)
 		}
-		// Every dedup key is its own prefix (no two share one), so a
-		// prefix seek finds exactly the key or nothing.
-		found := it.SeekPrefixGE(sorted[j].key)
-		outs[sorted[j].batch].New[sorted[j].index] = !found
+	}
+	var key []byte
+	found := map[uint32]int{} // keys found in each older bucket
+	lookIn := func(b uint32) {
+		left := maybe[:0]
+		for _, j := range maybe {
+			key = s.buckets.dedupKey(key[:0], sorted[j].key, b)
+			if !it.SeekPrefixGE(key) {
+				left = append(left, j)
+			}
+		}
+		if b != s.buckets.of(s.seq) && len(left) < len(maybe) {
+			found[b] += len(maybe) - len(left)
+		}
+		maybe = left
+	}
+	newest, hint := s.buckets.of(s.seq), min(max(s.hint, s.oldest), s.buckets.of(s.seq))
+	if len(maybe) > 0 {
+		lookIn(newest)
+	}
+	if len(maybe) > 0 && hint != newest {
+		lookIn(hint)
+	}
+	for b := newest; b > s.oldest && len(maybe) > 0; {
+		if b--; b != hint {
+			lookIn(b)
+		}
+	}
+	most := 0
+	for b, n := range found {
+		if n > most {
+			s.hint, most = b, n
+		}
+	}
+	for _, j := range maybe {
+		outs[sorted[j].batch].New[sorted[j].index] = true
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return fmt.Errorf("look up keys: %w", err)
@@ -472,35 +554,34 @@ func (s *Store) Events(ctx context.Context, topic string, after event.Position, 
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
-	// All topics: walk the event log itself. One topic: walk its index,
-	// whose keys end in the seq, and read each event from the log.
-	opts := &pebbledb.IterOptions{LowerBound: eventKey(nil, from), UpperBound: []byte{prefixEvent + 1}}
-	seqAt := 1
+	var out []event.Stored
 	if topic != "" {
-		prefix := topicPrefix(nil, topic)
-		opts = &pebbledb.IterOptions{LowerBound: topicKey(nil, topic, from), UpperBound: prefixEnd(prefix)}
-		seqAt = len(prefix)
+		// One topic: walk its index, and read each event from the log.
+		var key []byte
+		err := s.buckets.walkTopic(snap, topic, from, func(seq uint64) (bool, error) {
+			key = eventKey(key[:0], seq)
+			v, closer, err := snap.Get(key)
+			if err != nil {
+				return false, fmt.Errorf("read event %d: %w", seq, err)
+			}
+			e, err := parseEvent(seq, v)
+			closer.Close()
+			out = append(out, e)
+			return len(out) < limit, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		return out, ctx.Err()
 	}
-	it, err := snap.NewIter(opts)
+	// All topics: walk the event log itself.
+	it, err := snap.NewIter(&pebbledb.IterOptions{LowerBound: eventKey(nil, from), UpperBound: []byte{prefixEvent + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer it.Close()
-	var out []event.Stored
-	var key []byte
 	for it.First(); it.Valid() && len(out) < limit; it.Next() {
-		seq := beUint64(it.Key()[seqAt:])
-		v, closer := it.Value(), io.Closer(nil)
-		if topic != "" {
-			key = eventKey(key[:0], seq)
-			if v, closer, err = snap.Get(key); err != nil {
-				return nil, fmt.Errorf("read event %d: %w", seq, err)
-			}
-		}
-		e, err := parseEvent(seq, v)
-		if closer != nil {
-			closer.Close()
-		}
+		e, err := parseEvent(beUint64(it.Key()[1:]), it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
@@ -510,6 +591,43 @@ func (s *Store) Events(ctx context.Context, topic string, after event.Position, 
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	return out, ctx.Err()
+}
+
+// walkTopic calls f with the seq of each of topic's events from seq from
+// on, in order, until f returns false or an error. With buckets, it walks
+// the topic's range in each bucket, and skips the buckets that hold none of
+// its events.
+func (bk buckets) walkTopic(r pebbledb.Reader, topic string, from uint64, f func(seq uint64) (bool, error)) error {
+	bounds := &pebbledb.IterOptions{LowerBound: []byte{prefixTopic}, UpperBound: []byte{prefixTopic + 1}}
+	if bk == 0 {
+		bounds = prefixBounds(bk.topicPrefix(nil, 0, topic))
+	}
+	it, err := r.NewIter(bounds)
+	if err != nil {
+		return err
+	}
+	var prefix []byte
+	for b := bk.of(from); ; b++ {
+		prefix = bk.topicPrefix(prefix[:0], b, topic)
+		if !it.SeekGE(appendSeq(prefix, max(from, uint64(b)<<bk))) {
+			break
+		}
+		for ; it.Valid() && bytes.HasPrefix(it.Key(), prefix); it.Next() {
+			more, err := f(beUint64(it.Key()[len(prefix):]))
+			if err != nil || !more {
+				return errors.Join(err, it.Close())
+			}
+		}
+		if bk == 0 || !it.Valid() || b == math.MaxUint32 {
+			break
+		}
+		// On to the next bucket that holds entries, of this topic or
+		// another.
+		if next := bucketOf(it.Key()); next > b+1 {
+			b = next - 1
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
 }
 
 // Counts returns the counters of every topic, sorted by topic, as one

@@ -38,6 +38,22 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// The contract again with buckets of four seqs, so that its events spread
+// over many: with the filter, and without it, where every key is looked for
+// in every bucket.
+func TestContractSmallBuckets(t *testing.T) {
+	for name, opts := range map[string][]pebble.Option{
+		"filter":    {pebble.WithBucketBits(2)},
+		"no filter": {pebble.WithBucketBits(2), pebble.WithFilter(0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, storetest.NoOffsets, func(t *testing.T) storetest.Subject {
+				return storetest.Subject{Store: open(t, opts...), TimeResolution: time.Microsecond}
+			})
+		})
+	}
+}
+
 // BenchmarkPersistUUID: storetest.BenchPersistUUID on Pebble.
 func BenchmarkPersistUUID(b *testing.B) {
 	storetest.BenchPersistUUID(b, open(b))
@@ -130,6 +146,51 @@ func TestOlderStoreKeepsTextKeys(t *testing.T) {
 	dir = t.TempDir()
 	persist(nil, []string{lower, upper}, []bool{true, true})
 	persist(nil, []string{upper, lower, other}, []bool{false, false, true})
+}
+
+// A store written before buckets keeps its layout: its dedup keys and topic
+// index are found where it wrote them, and a new build writes there too.
+func TestOlderStoreKeepsUnbucketedKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	batch := func(ids ...string) *process.Batch {
+		b := &process.Batch{}
+		for _, id := range ids {
+			b.Events = append(b.Events, event.Event{Topic: "orders", EventID: id, Source: "test",
+				Timestamp: time.Unix(1_700_000_000, 0), Payload: []byte(`{}`)})
+		}
+		return b
+	}
+	step := func(opts []pebble.Option, ids []string, want []bool, wantEvents int) {
+		t.Helper()
+		s, err := pebble.Open(ctx, dir, opts...)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		defer s.Close()
+		p, err := s.Persist(ctx, batch(ids...))
+		if err != nil {
+			t.Fatalf("persist: %v", err)
+		}
+		if !slices.Equal(p.New, want) {
+			t.Fatalf("persist %v: new %v, want %v", ids, p.New, want)
+		}
+		got, err := s.Events(ctx, "orders", event.Position{}, 100)
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		if len(got) != wantEvents {
+			t.Fatalf("%d events of the topic, want %d", len(got), wantEvents)
+		}
+	}
+	const (
+		a = "0f8e7d6c-5b4a-4392-a1b0-c9d8e7f6a5b4"
+		b = "9b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+		c = "order-3"
+	)
+	step([]pebble.Option{pebble.WithPackedKeys()}, []string{a, c}, []bool{true, true}, 2)
+	step([]pebble.Option{pebble.WithBucketBits(1)}, []string{a, b, c}, []bool{false, true, false}, 3)
+	step(nil, []string{c, b, a}, []bool{false, false, false}, 3)
 }
 
 // No table holds two kinds of record: the event log's tables never overlap

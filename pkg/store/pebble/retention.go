@@ -18,49 +18,47 @@ import (
 // Expire deletes the expired events among the first limit events of topic,
 // oldest first, and returns how many it deleted.
 func (s *Store) Expire(ctx context.Context, topic string, cutoff time.Time, keepKeys bool, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, ctx.Err()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prefix := topicPrefix(nil, topic)
-	it, err := s.db.NewIter(prefixBounds(prefix))
-	if err != nil {
-		return 0, fmt.Errorf("expire events: %w", err)
-	}
-	defer it.Close()
 	wb := s.db.NewBatch()
 	defer wb.Close()
 	deleted, keysDeleted := 0, 0
 	limitCutoff := cutoff.UnixMicro()
 	n := 0
-	for it.First(); it.Valid() && n < limit; it.Next() {
+	var key []byte
+	err := s.buckets.walkTopic(s.db, topic, 0, func(seq uint64) (bool, error) {
 		n++
-		seq := beUint64(it.Key()[len(prefix):])
-		ek := eventKey(nil, seq)
-		v, closer, err := s.db.Get(ek)
+		key = eventKey(key[:0], seq)
+		v, closer, err := s.db.Get(key)
 		if err != nil {
-			return 0, fmt.Errorf("expire events: read %d: %w", seq, err)
+			return false, fmt.Errorf("read %d: %w", seq, err)
 		}
 		e, err := parseEvent(seq, v)
 		closer.Close()
 		if err != nil {
-			return 0, fmt.Errorf("expire events: %w", err)
+			return false, err
 		}
 		at := e.ProcessedAt.UnixMicro()
 		if at >= limitCutoff {
-			continue
+			return n < limit, nil
 		}
-		dk := s.layout.dedupKey(nil, e.Topic, e.EventID)
+		dk := s.buckets.dedupKey(nil, s.layout.dedupKey(nil, e.Topic, e.EventID), s.buckets.of(seq))
 		if keepKeys {
-			err = errors.Join(wb.Set(dk, dedupValue(nil, 0), nil), wb.Set(keptKey(at, e.Topic, e.EventID), nil, nil))
+			// The kept entry holds the seq: with buckets, it says which
+			// one holds the dedup key.
+			err = errors.Join(wb.Set(dk, dedupValue(nil, 0), nil), wb.Set(keptKey(at, e.Topic, e.EventID), appendSeq(nil, seq), nil))
 		} else {
 			err = wb.Delete(dk, nil)
 			keysDeleted++
 		}
-		if err = errors.Join(err, wb.Delete(ek, nil), wb.Delete(it.Key(), nil)); err != nil {
-			return 0, fmt.Errorf("expire events: %w", err)
-		}
+		err = errors.Join(err, wb.Delete(key, nil), wb.Delete(s.buckets.topicKey(nil, topic, seq), nil))
 		deleted++
-	}
-	if err := it.Error(); err != nil {
+		return n < limit, err
+	})
+	if err != nil {
 		return 0, fmt.Errorf("expire events: %w", err)
 	}
 	if deleted == 0 {
@@ -104,6 +102,12 @@ func (s *Store) Forget(ctx context.Context, cutoff time.Time, limit int) (int, e
 			return 0, fmt.Errorf("forget keys: %w", r.err)
 		}
 		dk := s.layout.dedupKey(nil, topic, string(r.b))
+		if s.buckets != 0 {
+			if len(it.Value()) != 8 {
+				return 0, fmt.Errorf("forget keys: kept key %q: %w", it.Key(), errCorrupt)
+			}
+			dk = s.buckets.dedupKey(nil, dk, s.buckets.of(beUint64(it.Value())))
+		}
 		// The dedup key is removed only while it is still the kept one.
 		v, closer, err := s.db.Get(dk)
 		switch {
