@@ -77,9 +77,11 @@ func serve(ctx context.Context, cfg *config.Aggregator, logw io.Writer, ready fu
 	// operator's and wins.
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.HeapLimitMB > 0 {
 		limit := cfg.HeapLimitMB
-		if engine == pebbleEngine {
-			// A static build (CGO_ENABLED=0) allocates Pebble's block cache on
-			// the Go heap; it has its own bound, so the heap gets that much more.
+		if engine == pebbleEngine && pebbleCacheOnHeap {
+			// Pebble's block cache has its own bound; where it is on the
+			// Go heap, the heap gets that much more. Elsewhere the cache
+			// is outside it, and counting it twice would let the process
+			// grow past its bound by as much.
 			limit += cfg.PebbleCacheMB
 		}
 		debug.SetMemoryLimit(int64(limit) << 20)

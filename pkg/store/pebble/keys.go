@@ -109,7 +109,8 @@ const (
 	tagRaw  = 0x01
 )
 
-// dedupKey is the unique key of (topic, event id).
+// dedupKey is the unique key of (topic, event id): the filter's key, and
+// the stored one in a store without buckets (buckets.dedupKey).
 func (l keyLayout) dedupKey(b []byte, topic, id string) []byte {
 	b = append(b, prefixKey)
 	b = appendString(b, topic)
