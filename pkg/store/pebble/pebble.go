@@ -500,6 +500,7 @@ func (s *Store) lookUp(sorted []slot, outs []process.Persisted) error {
 		}
 	}
 	var key []byte
+	newest, hint := s.buckets.of(s.seq), min(max(s.hint, s.oldest), s.buckets.of(s.seq))
 	found := map[uint32]int{} // keys found in each older bucket
 	lookIn := func(b uint32) {
 		left := maybe[:0]
@@ -509,12 +510,11 @@ func (s *Store) lookUp(sorted []slot, outs []process.Persisted) error {
 				left = append(left, j)
 			}
 		}
-		if b != s.buckets.of(s.seq) && len(left) < len(maybe) {
+		if b != newest && len(left) < len(maybe) {
 			found[b] += len(maybe) - len(left)
 		}
 		maybe = left
 	}
-	newest, hint := s.buckets.of(s.seq), min(max(s.hint, s.oldest), s.buckets.of(s.seq))
 	if len(maybe) > 0 {
 		lookIn(newest)
 	}
